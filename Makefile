@@ -1,0 +1,45 @@
+# checkout-age: `make demo` sets everything up and runs the main job; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .venv-tools/bin/uv
+FACES_DIR ?= $(abspath ../shared/faces)
+KERAS_HOME ?= $(abspath ../shared/keras)
+export FACES_DIR KERAS_HOME
+
+.PHONY: setup demo test lint airflow bench clean
+
+$(UV):
+	$(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/pip install -q uv==$(UV_VERSION)
+
+# Jobs venv: TensorFlow, Keras, PySpark and the checkout-age CLI (stack-notes: no Airflow here).
+.venv/.installed: $(UV) requirements/jobs.txt pyproject.toml
+	$(UV) venv -q --allow-existing --python $(PYTHON) .venv
+	VIRTUAL_ENV=.venv $(UV) pip install -q -r requirements/jobs.txt
+	VIRTUAL_ENV=.venv $(UV) pip install -q --no-deps -e .
+	touch $@
+
+# Airflow venv: scheduler and operators only; tasks call the jobs venv's commands.
+.venv-airflow/.installed: $(UV) requirements/airflow.txt
+	$(UV) venv -q --allow-existing --python $(PYTHON) .venv-airflow
+	VIRTUAL_ENV=.venv-airflow $(UV) pip install -q -r requirements/airflow.txt
+	touch $@
+
+setup: .venv/.installed .venv-airflow/.installed
+
+demo: setup
+	bash scripts/demo.sh
+
+lint: setup
+	.venv/bin/ruff check .
+
+test: setup lint
+	.venv/bin/pytest tests --ignore=tests/dags
+	.venv-airflow/bin/pytest tests/dags
+
+bench: setup
+	.venv/bin/python bench/bench_model.py
+
+clean:
+	rm -rf var .venv .venv-airflow .venv-tools

@@ -1,0 +1,1 @@
+"""checkout-age batch jobs (PySpark) and the command-line entry point."""
