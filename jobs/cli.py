@@ -17,6 +17,7 @@ from model.errors import UserError
 COMMAND_MODULES = (
     "model.cli",
     "jobs.cli_daily",
+    "jobs.cli_ops",
     "jobs.cli_query",
 )
 
