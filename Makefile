@@ -7,7 +7,7 @@ FACES_DIR ?= $(abspath ../shared/faces)
 KERAS_HOME ?= $(abspath ../shared/keras)
 export FACES_DIR KERAS_HOME
 
-.PHONY: setup demo test lint airflow bench clean
+.PHONY: setup setup-test demo test lint airflow bench clean
 
 $(UV):
 	$(PYTHON) -m venv .venv-tools
@@ -28,13 +28,20 @@ $(UV):
 
 setup: .venv/.installed .venv-airflow/.installed
 
+# Headless Chromium for the HTML report's browser test (Debian's package; apt needs root or sudo).
+/usr/bin/chromium:
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null
+
+setup-test: setup /usr/bin/chromium
+
 demo: setup
 	bash scripts/demo.sh
 
 lint: setup
 	.venv/bin/ruff check .
 
-test: setup lint
+test: setup-test lint
 	.venv/bin/pytest tests --ignore=tests/dags
 	.venv-airflow/bin/pytest tests/dags
 
