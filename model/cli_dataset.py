@@ -116,12 +116,19 @@ def run_eda(args: argparse.Namespace) -> int:
 
 
 def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("faces_dir", type=Path, metavar="DIR",
-                        help="face set folder holding labels.csv and final_files/")
+    parser.add_argument(
+        "faces_dir",
+        type=Path,
+        metavar="DIR",
+        help="face set folder holding labels.csv and final_files/",
+    )
     parser.add_argument("--min-age", type=int, help="lowest accepted real_age (default: settings)")
     parser.add_argument("--max-age", type=int, help="highest accepted real_age (default: settings)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="re-read every image instead of trusting the per-file result cache")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-read every image instead of trusting the per-file result cache",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -134,8 +141,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "the rows read. Exit 0 when the set was checked, even with rejected rows.",
     )
     _add_dataset_options(validate)
-    validate.add_argument("--rejected-csv", type=Path, metavar="PATH",
-                          help="also write every rejected row (row, file_name, reason, detail)")
+    validate.add_argument(
+        "--rejected-csv",
+        type=Path,
+        metavar="PATH",
+        help="also write every rejected row (row, file_name, reason, detail)",
+    )
     validate.set_defaults(handler=run_validate)
 
     importer = subparsers.add_parser(

@@ -216,11 +216,10 @@ def validate_dataset(
     columns += ["gender"] if "gender" in labels.columns else []
     usable = checked.loc[ok, columns + ["path", "sha256"]].reset_index(drop=True)
     usable["real_age"] = checked.loc[ok, "age"].astype(float).to_numpy()
-    rejected = pd.concat(
-        [malformed, checked.loc[~ok, REJECTED_COLUMNS]] if len(malformed) else
-        [checked.loc[~ok, REJECTED_COLUMNS]],
-        ignore_index=True,
-    ).sort_values("row", ignore_index=True)
+    parts = [checked.loc[~ok, REJECTED_COLUMNS]]
+    if len(malformed):  # concatenating an empty frame would upset dtypes
+        parts.append(malformed)
+    rejected = pd.concat(parts, ignore_index=True).sort_values("row", ignore_index=True)
     report = DatasetReport(
         faces_dir=faces_dir,
         usable=usable,
@@ -232,6 +231,10 @@ def validate_dataset(
     )
     log.info(
         "validated %s: %d rows, %d usable, %d rejected in %.1f s",
-        faces_dir, report.rows, len(usable), len(rejected), time.perf_counter() - started,
+        faces_dir,
+        report.rows,
+        len(usable),
+        len(rejected),
+        time.perf_counter() - started,
     )
     return report

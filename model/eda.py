@@ -60,7 +60,12 @@ def sample_rows(usable: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
 
 
 def plot_sample_grid(
-    usable: pd.DataFrame, path: Path, *, rows: int = 4, cols: int = 5, seed: int = 1337,
+    usable: pd.DataFrame,
+    path: Path,
+    *,
+    rows: int = 4,
+    cols: int = 5,
+    seed: int = 1337,
     size: int = 128,
 ) -> None:
     """A rows x cols grid of sample photos titled with their ages, saved as PNG."""

@@ -90,8 +90,9 @@ def _reuse(target: np.ndarray, sha256: list[str], cache_dir: Path, size: int) ->
         wanted.setdefault(sha, []).append(row)
     for index_path in sorted(Path(cache_dir).glob(f"images-*-{size}.index.json")):
         index = _read_index(index_path)
-        source = _open_cached(index_path.with_name(index_path.name[: -len(".index.json")] + ".npy"),
-                              index, size)
+        source = _open_cached(
+            index_path.with_name(index_path.name[: -len(".index.json")] + ".npy"), index, size
+        )
         if source is None:
             continue
         pairs = [
@@ -123,7 +124,11 @@ def _prune_superseded(cache_dir: Path, keep: Path, sha256: list[str], size: int)
 
 
 def _decode_into(
-    target: np.ndarray, rows: np.ndarray, paths: list[str], sha256: list[str], size: int,
+    target: np.ndarray,
+    rows: np.ndarray,
+    paths: list[str],
+    sha256: list[str],
+    size: int,
     workers: int | None,
 ) -> None:
     """Decode `rows` into `target` on a thread pool (PIL decodes without holding the GIL)."""
@@ -136,7 +141,10 @@ def _decode_into(
 
 
 def build_cache(
-    usable: pd.DataFrame, size: int, cache_dir: Path, fingerprint: str,
+    usable: pd.DataFrame,
+    size: int,
+    cache_dir: Path,
+    fingerprint: str,
     workers: int | None = None,
 ) -> None:
     """Write the cache for `usable` (rows in its order), reusing older caches at `size`."""
@@ -158,15 +166,22 @@ def build_cache(
         os.replace(temp, array_path)
     finally:
         temp.unlink(missing_ok=True)
-    index = {"fingerprint": fingerprint, "size": size,
-             "file_names": list(usable["file_name"]), "sha256": sha256}
+    index = {
+        "fingerprint": fingerprint,
+        "size": size,
+        "file_names": list(usable["file_name"]),
+        "sha256": sha256,
+    }
     temp_index = index_path.with_name(f"{index_path.name}.tmp-{os.getpid()}")
     temp_index.write_text(json.dumps(index))
     os.replace(temp_index, index_path)
     _prune_superseded(cache_dir, index_path, sha256, size)
     log.info(
         "image cache %s: %d images (%d reused, %d decoded) in %.1f s",
-        array_path.name, len(sha256), int(filled.sum()), len(missing),
+        array_path.name,
+        len(sha256),
+        int(filled.sum()),
+        len(missing),
         time.perf_counter() - started,
     )
 

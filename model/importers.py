@@ -179,12 +179,13 @@ def import_appa_real(source: Path, dest: Path) -> ImportSummary:
     present = [s for s in APPA_SPLITS if (source / f"gt_avg_{s}.csv").is_file()]
     if not present:
         raise UserError(f"{source}: no gt_avg_train/valid/test.csv found (APPA-REAL release)")
+    tables = {split: _read_csv(source / f"gt_avg_{split}.csv") for split in present}
     images = _prepare_dest(dest)
     summary = ImportSummary(str(source), str(dest))
     rows = []
-    for split in present:
+    for split, entries in tables.items():
         genders = _appa_genders(source, split)
-        for entry in _read_csv(source / f"gt_avg_{split}.csv"):
+        for entry in entries:
             summary.found += 1
             name = (entry.get("file_name") or "").strip()
             label = f"{split}/{name}"
