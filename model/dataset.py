@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import posixpath
+import re
+import stat
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 import pandas as pd
 
@@ -54,6 +57,9 @@ REASONS = (
     DUPLICATE_IMAGE,
 )
 REJECTED_COLUMNS = ["row", "file_name", "reason", "detail"]
+_DRIVE = re.compile(r"^[A-Za-z]:")  # a Windows drive letter makes a name absolute
+_SEPARATORS = re.compile(r"[\\/]")
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 @dataclass
@@ -84,79 +90,79 @@ class DatasetReport:
         }
 
 
-def _name_problem(name: str, images_dir: Path, images_root: str) -> tuple[str, str] | None:
+def _name_problem(name: str, images_dir: str, images_root: str) -> tuple[str, str] | None:
     """Reason and detail when `name` cannot safely name a file inside the images folder."""
     if not name:
         return EMPTY_FILE_NAME, "file name is empty"
     if "\x00" in name:
         return UNSAFE_PATH, "file name contains a NUL byte"
-    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
         return UNSAFE_PATH, "absolute path"
-    if ".." in PurePosixPath(name).parts or ".." in PureWindowsPath(name).parts:
+    if ".." in _SEPARATORS.split(name):
         return UNSAFE_PATH, "'..' leaves the images folder"
-    try:
-        resolved = (images_dir / name).resolve()
-    except (OSError, RuntimeError) as exc:  # symlink loop
-        return UNSAFE_PATH, f"path cannot be resolved ({exc})"
-    if not resolved.is_relative_to(images_root):
+    path = os.path.join(images_dir, name)
+    if "/" not in name:  # fast path: a direct entry that is not a symlink stays inside
+        try:
+            if not stat.S_ISLNK(os.lstat(path).st_mode):
+                return None
+        except OSError:
+            return None  # absent: the file check names it
+    resolved = os.path.realpath(path)
+    if not resolved.startswith(images_root + os.sep):
         return UNSAFE_PATH, f"symlink points outside the images folder (to {resolved})"
     return None
 
 
-def _age_problem(text: str, min_age: int, max_age: int) -> tuple[str, str] | None:
-    try:
-        age = float(text)
-    except ValueError:
-        return AGE_NOT_A_NUMBER, f"real_age {text!r} is not a number"
-    if not math.isfinite(age):
-        return AGE_NOT_A_NUMBER, f"real_age {text!r} is not a finite number"
+def _parse_age(text: str, min_age: int, max_age: int) -> tuple[float, tuple[str, str] | None]:
+    """(age, problem); age is NaN unless the text is a plain decimal number."""
+    if not _DECIMAL.fullmatch(text):  # also refuses nan, inf and Python's 1_000
+        return math.nan, (AGE_NOT_A_NUMBER, f"real_age {text!r} is not a number")
+    age = float(text)
     if not min_age <= age <= max_age:
-        return AGE_OUT_OF_RANGE, f"real_age {text} outside {min_age}..{max_age}"
-    return None
+        return age, (AGE_OUT_OF_RANGE, f"real_age {text} outside {min_age}..{max_age}")
+    return age, None
 
 
-def _check_rows(
-    labels: pd.DataFrame, images_dir: Path, min_age: int, max_age: int
-) -> tuple[list[str | None], list[str | None]]:
-    """Name, repeat and age checks, row by row: (reasons, details), None where fine."""
-    images_root = images_dir.resolve()
-    reasons: list[str | None] = []
-    details: list[str | None] = []
+def _check_rows(labels: pd.DataFrame, images_dir: Path, min_age: int, max_age: int) -> pd.DataFrame:
+    """Name, repeat and age checks, row by row: `reason`, `detail` (None where fine), `age`."""
+    folder, images_root = str(images_dir), os.path.realpath(images_dir)
+    checks: list[tuple[str | None, str | None, float]] = []
     first_row: dict[str, int] = {}
-    for row, name, age in zip(labels["row"], labels["file_name"], labels["real_age"], strict=True):
-        problem = _name_problem(name, images_dir, images_root)
+    for row, name, text in zip(labels["row"], labels["file_name"], labels["real_age"], strict=True):
+        age = math.nan
+        problem = _name_problem(name, folder, images_root)
         if problem is None:
             key = posixpath.normpath(name)
             if key in first_row:
                 problem = DUPLICATE_ROW, f"file name repeats row {first_row[key]}"
             else:
                 first_row[key] = row
-                problem = _age_problem(age, min_age, max_age)
-        reasons.append(problem[0] if problem else None)
-        details.append(problem[1] if problem else None)
-    return reasons, details
+                age, problem = _parse_age(text, min_age, max_age)
+        checks.append((*(problem or (None, None)), age))
+    return pd.DataFrame(checks, columns=["reason", "detail", "age"], index=labels.index)
 
 
 def _mark_duplicates(checked: pd.DataFrame) -> tuple[int, int]:
     """Set reason/detail on byte-identical copies; returns (groups, conflicting groups)."""
     standing = checked[checked["reason"].isna()]
-    repeated = standing[standing.duplicated("sha256", keep=False)]
+    repeated = standing[standing.duplicated("sha256", keep=False)].sort_values("row")
+    marks: dict[int, tuple[str, str]] = {}
     conflicting = 0
     for _, group in repeated.groupby("sha256", sort=False):
-        group = group.sort_values("row")
         rows = ", ".join(str(r) for r in group["row"])
         if group["age"].nunique() > 1:
             conflicting += 1
             ages = ", ".join(f"{a:g}" for a in group["age"])
-            checked.loc[group.index, "reason"] = CONFLICTING_DUPLICATE
-            checked.loc[group.index, "detail"] = f"identical image in rows {rows} with ages {ages}"
+            detail = f"identical image in rows {rows} with ages {ages}"
+            marks.update((index, (CONFLICTING_DUPLICATE, detail)) for index in group.index)
         else:
-            keep = group.iloc[0]
-            later = group.index[1:]
-            checked.loc[later, "reason"] = DUPLICATE_IMAGE
-            checked.loc[later, "detail"] = (
-                f"identical to row {keep['row']} ({keep['file_name']}) with the same age"
-            )
+            keep_row, keep_name = group["row"].iloc[0], group["file_name"].iloc[0]
+            detail = f"identical to row {keep_row} ({keep_name}) with the same age"
+            marks.update((index, (DUPLICATE_IMAGE, detail)) for index in group.index[1:])
+    if marks:
+        index = list(marks)
+        checked.loc[index, "reason"] = [reason for reason, _ in marks.values()]
+        checked.loc[index, "detail"] = [detail for _, detail in marks.values()]
     return repeated["sha256"].nunique(), conflicting
 
 
@@ -195,10 +201,11 @@ def validate_dataset(
         raise UserError(f"{images_dir}: images folder not found")
     labels, malformed = load_labels(faces_dir)
 
-    checked = labels.copy()
-    checked["reason"], checked["detail"] = _check_rows(labels, images_dir, min_age, max_age)
-    checked["path"] = [str(images_dir.absolute() / name) for name in checked["file_name"]]
-    checked["age"] = pd.to_numeric(checked["real_age"], errors="coerce")
+    checked = labels.join(_check_rows(labels, images_dir, min_age, max_age))
+    checked["reason"] = checked["reason"].astype(object)
+    checked["detail"] = checked["detail"].astype(object)
+    absolute = str(images_dir.absolute())
+    checked["path"] = [os.path.join(absolute, name) for name in checked["file_name"]]
     pending = checked["reason"].isna()
     limits = {"min_side": min_side, "max_side": max_side, "max_pixels": max_pixels}
     paths = sorted(set(checked.loc[pending, "path"]))

@@ -134,6 +134,8 @@ def _decode_into(
     """Decode `rows` into `target` on a thread pool (PIL decodes without holding the GIL)."""
 
     def fill(row: int) -> None:
+        if paths[row] is None:  # a cached row whose cache vanished mid-build
+            raise UserError(f"image cache changed while extending it; retry ({sha256[row]})")
         target[row] = _decode_one(paths[row], sha256[row], size)
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
@@ -186,11 +188,22 @@ def build_cache(
     )
 
 
+def _with_cached_rows(index: dict, usable: pd.DataFrame) -> pd.DataFrame:
+    """Rows already cached (no path needed: they are copied) followed by `usable`'s new ones."""
+    cached = pd.DataFrame(
+        {"file_name": index["file_names"], "path": None, "sha256": index["sha256"]}
+    )
+    new = usable.loc[~usable["sha256"].isin(set(index["sha256"])), list(cached.columns)]
+    return pd.concat([cached, new], ignore_index=True)
+
+
 def load_images(usable: pd.DataFrame, size: int, cache_dir: Path, fingerprint: str) -> np.ndarray:
     """uint8 (N, size, size, 3) images for `usable`'s rows (`path`, `sha256`), in its order.
 
-    Built on first use. When `usable` is exactly the cached row order the result is the
-    read-only memory map itself; a subset or reordering is gathered into a new array.
+    Built on first use; a later request with images the cache lacks (another subset of the
+    same dataset) extends it, decoding only those. When `usable` is exactly the cached row
+    order the result is the read-only memory map itself; otherwise rows are gathered into
+    a new array.
     """
     sha256 = list(usable["sha256"])
     if not sha256:
@@ -206,5 +219,6 @@ def load_images(usable: pd.DataFrame, size: int, cache_dir: Path, fingerprint: s
             if positions is not None:
                 return array[positions]
         if attempt == 0:
-            build_cache(usable, size, cache_dir, fingerprint)
+            rows = usable if array is None else _with_cached_rows(index, usable)
+            build_cache(rows, size, cache_dir, fingerprint)
     raise UserError(f"{array_path}: image cache could not be built")  # pragma: no cover

@@ -84,6 +84,8 @@ FIXTURE_ROWS = [
     ('"unterminated,20,male', "malformed_row"),
     ("folder.jpg,20,male", "not_an_image"),
     ("dangling.jpg,20,male", "missing_file"),
+    ("bad7.jpg,1_0,male", "age_not_a_number"),  # Python's float() would accept it
+    ("bad8.jpg, 1e1 ,male", "missing_file"),  # 10 years, spaces stripped: a sound age
 ]
 
 
@@ -143,16 +145,16 @@ def test_every_fault_gets_its_reason(messy_set: Path):
 
 def test_counts_add_up(messy_set: Path):
     summary = validate_dataset(messy_set).summary()
-    assert summary["rows"] == len(FIXTURE_ROWS) == 32
+    assert summary["rows"] == len(FIXTURE_ROWS) == 34
     assert summary["usable"] == 7
     assert summary["rejected"] == {
         "malformed_row": 2,
         "empty_file_name": 1,
         "unsafe_path": 3,
         "duplicate_row": 1,
-        "age_not_a_number": 4,
+        "age_not_a_number": 5,
         "age_out_of_range": 2,
-        "missing_file": 2,
+        "missing_file": 3,
         "not_an_image": 3,
         "unreadable_image": 1,
         "absurd_dimensions": 2,
@@ -192,10 +194,10 @@ def test_details_name_the_problem(messy_set: Path):
 
 def test_age_range_is_configurable(messy_set: Path):
     summary = validate_dataset(messy_set, min_age=25, max_age=101).summary()
-    # Below 25 among rows with sound names: -3, link_in's 22 and ten rows aged 20 (trunc, text,
-    # empty, tiny, bomb, dup1, dup2, missing, folder, dangling). bad6 (101) now passes the age
-    # check and is found missing instead.
-    assert summary["rejected"]["age_out_of_range"] == 12
+    # Below 25 among rows with sound names: -3, bad8's 10, link_in's 22 and ten rows aged 20
+    # (trunc, text, empty, tiny, bomb, dup1, dup2, missing, folder, dangling). bad6 (101) now
+    # passes the age check and is found missing instead.
+    assert summary["rejected"]["age_out_of_range"] == 13
     assert summary["rejected"]["missing_file"] == 1
     assert summary["usable"] == 5
     assert summary["usable"] + sum(summary["rejected"].values()) == summary["rows"]
@@ -226,15 +228,15 @@ def test_cache_skips_unchanged_files_and_rechecks_changed_ones(
     cold = validate_dataset(messy_set, cache_dir=cache)
     caplog.clear()
     warm = validate_dataset(messy_set, cache_dir=cache)
-    # 19 files to check; the missing one, the dangling link and the folder are never cached.
-    assert "checking 3 image files (16 from cache)" in caplog.text
+    # 20 files to check; the two missing ones, the dangling link and the folder are never cached.
+    assert "checking 4 image files (16 from cache)" in caplog.text
     pd.testing.assert_frame_equal(cold.rejected, warm.rejected)
     assert warm.fingerprint == cold.fingerprint
 
     (messy_set / "final_files" / "a.jpg").write_bytes(b"now a text file, longer than before")
     caplog.clear()
     changed = validate_dataset(messy_set, cache_dir=cache).rejected.set_index("row")
-    assert "checking 4 image files (15 from cache)" in caplog.text
+    assert "checking 5 image files (15 from cache)" in caplog.text
     assert changed.loc[1, "reason"] == "not_an_image"
 
 
@@ -306,3 +308,21 @@ def test_full_real_set(real_report):
     assert summary["usable"] + sum(summary["rejected"].values()) == summary["rows"]
     assert real_report.usable["sha256"].is_unique
     assert os.path.isfile(real_report.usable["path"].iloc[0])
+
+
+def test_bom_crlf_and_undecodable_lines(tmp_path: Path):
+    (tmp_path / "final_files").mkdir()
+    (tmp_path / "final_files" / "a.jpg").write_bytes(_photo(1))
+    raw = b"\xef\xbb\xbffile_name , real_age\r\na.jpg,25\r\n\xe9t\xe9.jpg,30\r\n\r\n"
+    (tmp_path / "labels.csv").write_bytes(raw)
+    report = validate_dataset(tmp_path)
+    assert report.rows == 2
+    assert list(report.usable["file_name"]) == ["a.jpg"]
+    assert report.rejected.to_dict("records") == [
+        {
+            "row": 2,
+            "file_name": "\ufffdt\ufffd.jpg",
+            "reason": "malformed_row",
+            "detail": "line is not valid UTF-8: '?t?.jpg,30'",
+        }
+    ]

@@ -111,3 +111,19 @@ def test_file_changed_after_validation_is_named(face_set: Path, tmp_path: Path):
 def test_empty_set_gives_an_empty_array(face_set: Path, tmp_path: Path):
     usable = validate_dataset(face_set).usable.iloc[:0]
     assert load_images(usable, 32, tmp_path / "cache", "0" * 64).shape == (0, 32, 32, 3)
+
+
+def test_another_subset_extends_the_cache(face_set: Path, tmp_path: Path, caplog):
+    cache = tmp_path / "cache"
+    report = validate_dataset(face_set)
+    caplog.set_level(logging.INFO, logger="model.image_cache")
+    first = load_images(report.usable.iloc[:4], 32, cache, report.fingerprint)
+    assert "4 images (0 reused, 4 decoded)" in caplog.text
+    caplog.clear()
+    second = load_images(report.usable.iloc[[5, 1]], 32, cache, report.fingerprint)
+    assert "5 images (4 reused, 1 decoded)" in caplog.text  # rows 0-3 kept, row 5 added
+    caplog.clear()
+    everything = load_images(report.usable.iloc[[0, 1, 2, 3, 5]], 32, cache, report.fingerprint)
+    assert caplog.text == ""  # all cached now
+    np.testing.assert_array_equal(everything[:4], first)
+    np.testing.assert_array_equal(second, everything[[4, 1]])
