@@ -43,6 +43,7 @@ def main() -> None:
     if args.faces is None:
         parser.error("--faces DIR or FACES_DIR is required")
 
+    load_before = os.getloadavg()[0]
     cold, warm, build, load = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-dataset-") as scratch:
         for run in range(args.repeats):
@@ -76,6 +77,8 @@ def main() -> None:
         "duplicate_groups": summary["duplicate_groups"],
         "conflicting_duplicate_groups": summary["conflicting_duplicate_groups"],
         "repeats": args.repeats,
+        # The 2 cores are shared: a load average above 2 means other work competed.
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "validate_cold_s": round(statistics.median(cold), 2),
         "validate_cold_files_per_s": round(summary["rows"] / statistics.median(cold)),
         "validate_warm_s": round(statistics.median(warm), 2),

@@ -89,7 +89,7 @@ def run_import(args: argparse.Namespace) -> int:
     _write(
         f"imported {summary['imported']} of {summary['found']} from {summary['source']} "
         f"into {summary['dest']} ({summary['linked']} hard-linked, {summary['copied']} copied), "
-        f"{skipped} skipped"
+        f"{skipped} skipped, {summary['other_files']} non-image files ignored"
     )
     for reason, count in summary["skipped"].items():
         _write(f"  {reason:<18} {count:>6}")

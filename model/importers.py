@@ -43,6 +43,7 @@ class ImportSummary:
     imported: int = 0
     linked: int = 0
     copied: int = 0
+    other_files: int = 0  # files that are not images by name (README, .txt, ...), ignored
     skipped: Counter = field(default_factory=Counter)
     examples: list[tuple[str, str, str]] = field(default_factory=list)  # (source, reason, detail)
 
@@ -61,6 +62,7 @@ class ImportSummary:
             "imported": self.imported,
             "linked": self.linked,
             "copied": self.copied,
+            "other_files": self.other_files,
             "skipped": dict(sorted(self.skipped.items())),
             "skipped_examples": [
                 {"file": f, "reason": r, "detail": d} for f, r, d in self.examples
@@ -134,8 +136,12 @@ def import_utkface(source: Path, dest: Path) -> ImportSummary:
     images = _prepare_dest(dest)
     summary = ImportSummary(str(source), str(dest))
     rows, taken = [], set()
+    inside_dest = Path(dest).resolve()
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        if path.resolve().is_relative_to(inside_dest):  # DEST may sit inside SRC
+            continue
         if not path.name.lower().endswith(IMAGE_SUFFIXES):
+            summary.other_files += 1
             continue
         summary.found += 1
         age, gender = parse_utkface_name(path.name)

@@ -71,6 +71,7 @@ def test_utkface_import_writes_the_standard_layout(utk_tree: Path, tmp_path: Pat
     assert summary["imported"] == 3
     assert summary["skipped"] == {"bad_age": 1, "bad_gender": 1, "bad_name": 1}
     assert summary["linked"] + summary["copied"] == 3
+    assert summary["other_files"] == 1  # README.txt
     assert {e["file"] for e in summary["skipped_examples"]} == {
         str(utk_tree / "39_1_20170116174525125.jpg.chip.jpg"),
         str(utk_tree / "61_3_1_20170109142408075.jpg.chip.jpg"),
@@ -176,3 +177,10 @@ def test_appa_real_missing_column_names_the_file(appa_tree: Path, tmp_path: Path
     with pytest.raises(UserError, match=r"gt_avg_valid\.csv: missing column\(s\) real_age"):
         import_appa_real(appa_tree, tmp_path / "faces")
     assert not (tmp_path / "faces").exists()  # checked before anything is written
+
+
+def test_destination_inside_source_is_not_imported_again(utk_tree: Path):
+    dest = utk_tree / "imported"
+    import_utkface(utk_tree, dest)
+    again = import_utkface(utk_tree, dest)
+    assert (again.found, again.imported) == (6, 3)
