@@ -1,0 +1,141 @@
+"""Pure transforms of the score job: which photos can be scored, and the two output tables.
+
+Every photo id seen (a file, a metadata row, or both) ends up in exactly one of `photo_scores`
+and `photo_quarantine`; reason codes are listed in docs/data-contract.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import Column, Window
+from pyspark.sql import functions as F
+
+from model.config import AGE_GROUPS
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+MISSING_FILE = "missing_file"
+NO_METADATA = "no_metadata"
+BAD_METADATA = "bad_metadata"
+DUPLICATE_PHOTO_ID = "duplicate_photo_id"
+PHOTO_META_COLUMNS = ["photo_id", "store_id", "lane_id", "captured_at"]
+TIMESTAMP_FORMATS = ("yyyy-MM-dd'T'HH:mm:ss.SSSX", "yyyy-MM-dd'T'HH:mm:ssX")
+
+
+def parse_timestamp(col: str | Column) -> Column:
+    """ISO 8601 UTC text (`...T09:12:33.120Z` or `...T09:12:33Z`) to TIMESTAMP; NULL if invalid."""
+    col = F.col(col) if isinstance(col, str) else col
+    return F.coalesce(*[F.try_to_timestamp(col, F.lit(fmt)) for fmt in TIMESTAMP_FORMATS])
+
+
+def age_group(age: str | Column) -> Column:
+    """Retail age group (`model.config.AGE_GROUPS`) of an age in years; NULL for NULL."""
+    age = F.col(age) if isinstance(age, str) else age
+    expr = None
+    for name, _low, high in AGE_GROUPS[:-1]:
+        expr = (F.when(age < high, name) if expr is None else expr.when(age < high, name))
+    return F.when(age.isNull(), None).otherwise(expr.otherwise(AGE_GROUPS[-1][0]))
+
+
+def file_photo_ids(files: DataFrame) -> DataFrame:
+    """`binaryFile` rows -> photo_id (file stem), path, content."""
+    stem = F.regexp_extract("path", r"([^/]+?)(\.[^./]*)?$", 1)
+    return files.select(stem.alias("photo_id"), "path", "content")
+
+
+def check_photo_metadata(meta: DataFrame) -> DataFrame:
+    """Typed metadata rows with `reason`/`detail` (NULL when usable) and `is_first` per photo id.
+
+    Input: `read_csv_lines(photos.csv)` rows.
+    """
+    lane = F.col("lane_id").try_cast("int")
+    captured = parse_timestamp("captured_at")
+    first = Window.partitionBy("photo_id").orderBy("line_no")
+    reason = (
+        F.when(F.col("field_count") != len(PHOTO_META_COLUMNS), F.lit(BAD_METADATA))
+        .when(F.col("store_id").isNull(), BAD_METADATA)
+        .when(lane.isNull(), BAD_METADATA)
+        .when(captured.isNull(), BAD_METADATA)
+    )
+    detail = (
+        F.when(F.col("field_count") != len(PHOTO_META_COLUMNS),
+               F.format_string("photos.csv line %d: %d fields, expected 4", "line_no", "field_count"))
+        .when(F.col("store_id").isNull(), F.format_string("photos.csv line %d: no store_id", "line_no"))
+        .when(lane.isNull(), F.format_string("photos.csv line %d: lane_id %s", "line_no", "lane_id"))
+        .when(captured.isNull(),
+              F.format_string("photos.csv line %d: captured_at %s", "line_no", "captured_at"))
+    )
+    photo_id = F.coalesce("photo_id", F.format_string("photos.csv:%d", "line_no"))
+    return meta.select(
+        photo_id.alias("photo_id"), "line_no", "store_id", lane.alias("lane_id"),
+        captured.alias("captured_at"), reason.alias("reason"), detail.alias("detail"),
+    ).withColumn("is_first", F.row_number().over(first) == 1)
+
+
+def photo_inventory(files: DataFrame, meta: DataFrame) -> DataFrame:
+    """One row per photo seen: metadata, the bytes to decode (NULL if not to be decoded), reason.
+
+    Args:
+        files: `file_photo_ids` rows.
+        meta: `check_photo_metadata` rows.
+
+    Returns:
+        photo_id, store_id, lane_id, captured_at, content, reason, detail. Later duplicate
+        metadata rows and duplicate files are rows of their own with reason `duplicate_photo_id`.
+    """
+    ranked_files = files.withColumn(
+        "is_first", F.row_number().over(Window.partitionBy("photo_id").orderBy("path")) == 1
+    )
+    firsts = meta.where("is_first").drop("is_first", "line_no").alias("m").join(
+        ranked_files.where("is_first").select("photo_id", "content").alias("f"),
+        on="photo_id", how="full_outer",
+    )
+    reason = (
+        F.when(F.col("f.content").isNull(), F.lit(MISSING_FILE))
+        .when(F.col("m.reason").isNotNull(), F.col("m.reason"))
+        .when(F.col("m.store_id").isNull() & F.col("m.captured_at").isNull(), NO_METADATA)
+    )
+    # A file always has content (maybe empty bytes); a NULL content means no file matched.
+    no_meta = F.col("m.store_id").isNull() & F.col("m.captured_at").isNull() & F.col(
+        "m.reason").isNull()
+    detail = (
+        F.when(F.col("f.content").isNull(), F.lit("metadata row but no photo file"))
+        .when(F.col("m.reason").isNotNull(), F.col("m.detail"))
+        .when(no_meta, F.lit("photo file but no photos.csv row"))
+    )
+    main = firsts.select(
+        "photo_id", "m.store_id", "m.lane_id", "m.captured_at",
+        F.when(reason.isNull(), F.col("f.content")).alias("content"),
+        reason.alias("reason"), detail.alias("detail"),
+    )
+    dup_meta = meta.where("not is_first").select(
+        "photo_id", "store_id", "lane_id", "captured_at", F.lit(None).cast("binary").alias("content"),
+        F.lit(DUPLICATE_PHOTO_ID).alias("reason"),
+        F.format_string("photos.csv line %d repeats this photo id", "line_no").alias("detail"),
+    )
+    dup_files = ranked_files.where("not is_first").select(
+        "photo_id", F.lit(None).cast("string").alias("store_id"),
+        F.lit(None).cast("int").alias("lane_id"), F.lit(None).cast("timestamp").alias("captured_at"),
+        F.lit(None).cast("binary").alias("content"), F.lit(DUPLICATE_PHOTO_ID).alias("reason"),
+        F.lit("a second photo file with this id").alias("detail"),
+    )
+    return main.unionByName(dup_meta).unionByName(dup_files)
+
+
+def photo_scores(scored: DataFrame, model_version: str) -> DataFrame:
+    """Rows that got an age: the `photo_scores` table."""
+    return scored.where(F.col("reason").isNull()).select(
+        "photo_id", "store_id", "lane_id", "captured_at",
+        F.col("age_pred_years").cast("double").alias("age_pred_years"),
+        age_group("age_pred_years").alias("age_group"),
+        F.lit(model_version).alias("model_version"),
+    )
+
+
+def photo_quarantine(scored: DataFrame) -> DataFrame:
+    """Rows that could not be scored: the `photo_quarantine` table (no bytes, no paths)."""
+    return scored.where(F.col("reason").isNotNull()).select(
+        "photo_id", "store_id", "lane_id", "captured_at", "reason", "detail"
+    )

@@ -1,0 +1,225 @@
+"""Job 1: score one day's checkout photos with the production age model.
+
+    <venv>/bin/spark-submit --master 'local[*]' jobs/score_photos.py --date 2026-03-14 \
+        --root var/data --registry var/registry --model production
+
+(`checkout-age score` builds exactly this command; Airflow's SparkSubmitOperator runs the same
+file with the same arguments.) Reads `ROOT/landing/date=D/photos/**` with the `binaryFile`
+source and `photos.csv`, decodes each photo with `model.images.decode_face`, predicts ages with
+`predict_batch_udf` (the model is loaded once per Python worker, fed batches), and replaces the
+day's `photo_scores` and `photo_quarantine` partitions. Photos in = scored + quarantined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+log = logging.getLogger("jobs.score_photos")
+
+
+def decode_udf(size: int, limits: dict[str, int] | None = None):  # -> pandas UDF
+    """Pandas UDF: image bytes -> struct(pixels: flat float array of size*size*3, reason, detail).
+
+    Bytes that `decode_face` rejects (and NULL bytes: nothing to decode) give zero pixels, which
+    the model scores harmlessly; the job keeps only rows whose reason is NULL.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+
+    limits = dict(limits or {})
+    schema = StructType([
+        StructField("pixels", ArrayType(FloatType(), containsNull=False)),
+        StructField("reason", StringType()),
+        StructField("detail", StringType()),
+    ])
+
+    @F.pandas_udf(schema)
+    def decode(content: pd.Series) -> pd.DataFrame:
+        from model.images import ImageRejected, decode_face
+
+        blank = np.zeros(size * size * 3, dtype=np.float32)
+        pixels, reasons, details = [], [], []
+        for data in content:
+            reason = detail = None
+            flat = blank
+            if data is not None:
+                try:
+                    flat = decode_face(bytes(data), size, **limits).reshape(-1).astype(np.float32)
+                except ImageRejected as exc:
+                    reason, detail = exc.reason, exc.detail
+            pixels.append(flat)
+            reasons.append(reason)
+            details.append(detail)
+        return pd.DataFrame({"pixels": pixels, "reason": reasons, "detail": details})
+
+    return decode
+
+
+def age_udf(model_path: str, size: int, batch_size: int, flip_tta: bool = True):  # -> UDF
+    """`predict_batch_udf` over flattened (size, size, 3) pixels -> predicted age (float)."""
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql.types import FloatType
+
+    def make_predict_fn():
+        # Runs once per Python worker: the loaded model is cached there between batches.
+        from model.net import load_age_model
+        from model.predict import predict_ages
+
+        model = load_age_model(model_path)
+
+        def predict(pixels: np.ndarray) -> np.ndarray:
+            return predict_ages(model, pixels, batch_size=len(pixels), flip_tta=flip_tta)
+
+        return predict
+
+    return predict_batch_udf(
+        make_predict_fn,
+        return_type=FloatType(),
+        batch_size=batch_size,
+        input_tensor_shapes=[[size, size, 3]],
+    )
+
+
+def score_inventory(inventory: DataFrame, decode: Column, predict: Column) -> DataFrame:
+    """Decode and score every inventory row; reason = metadata reason, else the decoder's.
+
+    `decode` and `predict` are the UDFs above applied to nothing yet: called here on columns.
+    """
+    from pyspark.sql import functions as F
+
+    decoded = inventory.withColumn("_img", decode(F.col("content"))).drop("content")
+    return decoded.select(
+        "photo_id", "store_id", "lane_id", "captured_at",
+        predict(F.col("_img.pixels")).alias("age_pred_years"),
+        F.coalesce("reason", "_img.reason").alias("reason"),
+        F.coalesce("detail", "_img.detail").alias("detail"),
+    )
+
+
+def read_photo_files(spark: SparkSession, photos_dir: str) -> DataFrame:
+    """Every file under the day's `photos/` folder (binaryFile: path, content, ...)."""
+    from jobs.storage import path_exists
+
+    schema = "path string, modificationTime timestamp, length long, content binary"
+    if not path_exists(spark, photos_dir):
+        return spark.createDataFrame([], schema)
+    return (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(photos_dir)
+    )
+
+
+def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model_version: str,
+        image_size: int, batch_size: int = 64, decode_limits: dict[str, int] | None = None,
+        partitions: int | None = None) -> dict:
+    """Score day `run_date` under `root`; replace its photo partitions; return the counts."""
+    from jobs import photos
+    from jobs.csv_lines import read_csv_lines
+    from jobs.storage import require_complete_day, write_partition
+
+    landing = require_complete_day(spark, root, run_date)
+    files = photos.file_photo_ids(read_photo_files(spark, f"{landing}/photos"))
+    meta = photos.check_photo_metadata(
+        read_csv_lines(spark, f"{landing}/photos.csv", photos.PHOTO_META_COLUMNS)
+    )
+    # Spread decoding and inference evenly over the cores (files come in uneven groups).
+    parts = partitions or spark.sparkContext.defaultParallelism
+    inventory = photos.photo_inventory(files, meta).repartition(parts, "photo_id")
+    decode = decode_udf(image_size, decode_limits)
+    predict = age_udf(model_path, image_size, batch_size)
+    scored = score_inventory(inventory, decode, predict).cache()  # feeds three actions
+    try:
+        # Count first: it fills the cache with full parallelism (the writes coalesce to one file,
+        # which would otherwise pull the scoring itself into a single task).
+        by_reason = {
+            row["reason"]: row["count"] for row in scored.groupBy("reason").count().collect()
+        }
+        write_partition(photos.photo_scores(scored, model_version), root, "photo_scores", run_date)
+        write_partition(photos.photo_quarantine(scored), root, "photo_quarantine", run_date)
+    finally:
+        scored.unpersist()
+    scored_count = by_reason.pop(None, 0)
+    counts = {
+        "date": run_date,
+        "model_version": model_version,
+        "photos_in": scored_count + sum(by_reason.values()),
+        "photos_scored": scored_count,
+        "photos_quarantined": sum(by_reason.values()),
+        "quarantine_reasons": dict(sorted(by_reason.items())),
+    }
+    log.info("scored %s: %s", run_date, counts)
+    return counts
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Arguments of the spark-submit application (defaults from `load_settings()`)."""
+    from model.config import load_settings
+
+    settings = load_settings()
+    parser = argparse.ArgumentParser(prog="score_photos.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--date", required=True, help="day to score, YYYY-MM-DD")
+    parser.add_argument("--root", default=settings.data_root, help="data root (path or s3a://)")
+    parser.add_argument("--registry", default=str(settings.registry_root), help="model registry")
+    parser.add_argument("--model", default="production",
+                        help="'production', a version (v0003) or a .keras path")
+    parser.add_argument("--batch-size", type=int, default=settings.score_batch_size)
+    parser.add_argument("--master", default=None,
+                        help="Spark master when run without spark-submit")
+    parser.add_argument("--partitions", type=int, default=None,
+                        help="scoring tasks (default: Spark's default parallelism)")
+    parser.add_argument("--counts-json", default=None, help="also write the counts to this file")
+    args = parser.parse_args(argv)
+    args.settings = settings
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for spark-submit: resolve the model, build the session, run, print counts."""
+    from jobs.spark import build_spark
+    from jobs.storage import check_date, normalise_root
+    from model.errors import UserError
+    from model.registry import ModelRegistry
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    settings = args.settings
+    try:
+        run_date = check_date(args.date)
+        version = ModelRegistry(args.registry).resolve(args.model)
+        spark = build_spark("checkout-age-score", args.master)
+        counts = run(
+            spark, root=normalise_root(args.root), run_date=run_date,
+            model_path=str(version.model_path), model_version=version.version,
+            image_size=version.image_size, batch_size=args.batch_size,
+            decode_limits={"min_side": settings.min_side_px, "max_side": settings.max_side_px,
+                           "max_pixels": settings.max_pixels},
+            partitions=args.partitions,
+        )
+    except UserError as exc:
+        log.error("%s", exc)
+        return 2
+    text = json.dumps(counts, sort_keys=True)
+    if args.counts_json:
+        with open(args.counts_json, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    # Re-enter through the package module so Spark pickles the UDFs by reference, not by value
+    # from __main__ (by value, every worker re-imported TensorFlow for the decode step too).
+    from jobs.score_photos import main as package_main
+
+    sys.exit(package_main())

@@ -1,0 +1,153 @@
+"""Where things live under the data root, and atomic replacement of a table's day partition.
+
+Layout (docs/data-contract.md): `ROOT/landing/date=D/...` in, `ROOT/reports/<table>/date=D/` out.
+The root is a local path or an `s3a://` URI. File-system work goes through Hadoop's `FileSystem`
+API in the Spark JVM, so one code path serves both (rename is atomic locally and on HDFS; on S3 it
+is a copy, see the contract's "Reruns" section).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from model.errors import UserError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "_COMPLETE"
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def check_date(run_date: str) -> str:
+    """Return `run_date` if it is a real YYYY-MM-DD date, else raise `UserError`."""
+    import datetime as dt
+
+    if not _DATE.match(run_date or ""):
+        raise UserError(f"date {run_date!r} is not YYYY-MM-DD")
+    try:
+        dt.date.fromisoformat(run_date)
+    except ValueError:
+        raise UserError(f"date {run_date!r} is not a calendar date") from None
+    return run_date
+
+
+def normalise_root(root: str | Path) -> str:
+    """A URI-ish root: `s3a://...` kept, a local path made absolute."""
+    text = str(root)
+    if "://" in text:
+        return text.rstrip("/")
+    return str(Path(text).expanduser().resolve())
+
+
+def is_local(root: str) -> bool:
+    """True for plain paths and `file://` URIs."""
+    return "://" not in root or root.startswith("file://")
+
+
+def landing_dir(root: str, run_date: str) -> str:
+    """`ROOT/landing/date=D`."""
+    return f"{normalise_root(root)}/landing/date={run_date}"
+
+
+def ground_truth_dir(root: str, run_date: str) -> str:
+    """`ROOT/ground_truth/date=D` (simulator output for tests and evaluation only)."""
+    return f"{normalise_root(root)}/ground_truth/date={run_date}"
+
+
+def table_dir(root: str, table: str) -> str:
+    """`ROOT/reports/<table>`."""
+    return f"{normalise_root(root)}/reports/{table}"
+
+
+def partition_dir(root: str, table: str, run_date: str) -> str:
+    """`ROOT/reports/<table>/date=D`."""
+    return f"{table_dir(root, table)}/date={run_date}"
+
+
+def _fs_path(spark: SparkSession, path: str):  # -> (FileSystem, Path) JVM objects
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def path_exists(spark: SparkSession, path: str) -> bool:
+    """Does `path` (file or directory, local or s3a) exist?"""
+    fs, hpath = _fs_path(spark, path)
+    return bool(fs.exists(hpath))
+
+
+def require_complete_day(spark: SparkSession, root: str, run_date: str) -> str:
+    """The landing directory of day D, or `UserError` if its completion marker is absent."""
+    day = landing_dir(root, run_date)
+    if not path_exists(spark, f"{day}/{COMPLETE_MARKER}"):
+        raise UserError(
+            f"landing day {day} has no {COMPLETE_MARKER} marker: the day is missing or incomplete"
+        )
+    return day
+
+
+def _delete_leftovers(spark: SparkSession, table: str, prefix: str) -> None:
+    """Remove `_tmp-D-*` / `_old-D-*` directories a crashed run of the same day left behind."""
+    fs, pattern = _fs_path(spark, f"{table}/{prefix}*")
+    for status in fs.globStatus(pattern) or []:
+        log.warning("removing leftover %s", status.getPath().toString())
+        fs.delete(status.getPath(), True)
+
+
+def replace_partition(spark: SparkSession, staged: str, final: str) -> None:
+    """Swap the fully written directory `staged` in as `final` (a `date=D` partition).
+
+    Old partition renamed aside, new one renamed in, old deleted: readers see old or new data,
+    never a mix. Works through Hadoop FileSystem for local paths and s3a URIs.
+    """
+    fs, final_path = _fs_path(spark, final)
+    _, staged_path = _fs_path(spark, staged)
+    parent = final_path.getParent()
+    aside = None
+    if fs.exists(final_path):
+        name = final_path.getName().replace("date=", "")
+        aside = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(
+            parent, f"_old-{name}-{uuid.uuid4().hex[:8]}"
+        )
+        if not fs.rename(final_path, aside):
+            raise OSError(f"could not move {final} aside to {aside.toString()}")
+    if not fs.rename(staged_path, final_path):
+        if aside is not None:  # put the old data back rather than leave the day empty
+            fs.rename(aside, final_path)
+        raise OSError(f"could not rename {staged} to {final}")
+    if aside is not None:
+        fs.delete(aside, True)
+
+
+def write_partition(
+    df: DataFrame, root: str, table: str, run_date: str, *, files: int = 1
+) -> str:
+    """Write `df` as day `run_date` of report `table`, replacing that partition atomically.
+
+    Args:
+        df: rows of the day, without a `date` column (it lives in the directory name).
+        root: data root.
+        table: report table name (`photo_scores`, ...).
+        run_date: YYYY-MM-DD.
+        files: number of Parquet files (coalesced; a day is small).
+
+    Returns:
+        The final partition path.
+    """
+    spark = df.sparkSession
+    base = table_dir(root, table)
+    final = partition_dir(root, table, run_date)
+    _delete_leftovers(spark, base, f"_tmp-{run_date}-")
+    _delete_leftovers(spark, base, f"_old-{run_date}-")
+    staged = f"{base}/_tmp-{run_date}-{uuid.uuid4().hex[:8]}"
+    df.coalesce(files).write.mode("error").parquet(staged)
+    replace_partition(spark, staged, final)
+    log.info("wrote %s", final)
+    return final
