@@ -89,7 +89,10 @@ def photo_inventory(files: DataFrame, meta: DataFrame) -> DataFrame:
         "is_first", F.row_number().over(Window.partitionBy("photo_id").orderBy("path")) == 1
     )
     firsts = meta.where("is_first").drop("is_first", "line_no").alias("m").join(
-        ranked_files.where("is_first").select("photo_id", "content").alias("f"),
+        # binaryFile gives NULL content for an empty file: make it empty bytes (not_an_image).
+        ranked_files.where("is_first").select(
+            "photo_id", F.coalesce("content", F.unhex(F.lit(""))).alias("content")
+        ).alias("f"),
         on="photo_id", how="full_outer",
     )
     reason = (
@@ -97,7 +100,7 @@ def photo_inventory(files: DataFrame, meta: DataFrame) -> DataFrame:
         .when(F.col("m.reason").isNotNull(), F.col("m.reason"))
         .when(F.col("m.store_id").isNull() & F.col("m.captured_at").isNull(), NO_METADATA)
     )
-    # A file always has content (maybe empty bytes); a NULL content means no file matched.
+    # Every file has content (maybe empty bytes): a NULL content means no file matched.
     no_meta = F.col("m.store_id").isNull() & F.col("m.captured_at").isNull() & F.col(
         "m.reason").isNull()
     detail = (

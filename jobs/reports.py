@@ -109,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-support", type=float, default=settings.min_support)
     parser.add_argument("--top-n", type=int, default=10, help="recommendations per group/kind")
     parser.add_argument("--master", default=None, help="Spark master when run without spark-submit")
-    parser.add_argument("--summary-json", default=None, help="also write the summary here")
+    parser.add_argument("--result-json", default=None, help="also write the summary here")
     return parser.parse_args(argv)
 
 
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     text = json.dumps(summary, sort_keys=True, default=str)
-    if args.summary_json:
-        with open(args.summary_json, "w", encoding="utf-8") as handle:
+    if args.result_json:
+        with open(args.result_json, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
     sys.stdout.write(text + "\n")
     return 0

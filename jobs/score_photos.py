@@ -107,17 +107,24 @@ def score_inventory(inventory: DataFrame, decode: Column, predict: Column) -> Da
 
 
 def read_photo_files(spark: SparkSession, photos_dir: str) -> DataFrame:
-    """Every file under the day's `photos/` folder (binaryFile: path, content, ...)."""
-    from jobs.storage import path_exists
+    """Every file under the day's `photos/` folder: path, content.
 
-    schema = "path string, modificationTime timestamp, length long, content binary"
+    The binaryFile source silently skips zero-length files, so those are listed separately
+    (they become `not_an_image` quarantine rows, not lost photos).
+    """
+    from jobs.storage import empty_files, path_exists
+
+    schema = "path string, content binary"
     if not path_exists(spark, photos_dir):
         return spark.createDataFrame([], schema)
-    return (
+    files = (
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
         .load(photos_dir)
+        .select("path", "content")
     )
+    empty = [(path, b"") for path in empty_files(spark, photos_dir)]
+    return files.unionByName(spark.createDataFrame(empty, schema)) if empty else files
 
 
 def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model_version: str,
@@ -178,7 +185,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Spark master when run without spark-submit")
     parser.add_argument("--partitions", type=int, default=None,
                         help="scoring tasks (default: Spark's default parallelism)")
-    parser.add_argument("--counts-json", default=None, help="also write the counts to this file")
+    parser.add_argument("--result-json", default=None, help="also write the counts to this file")
     args = parser.parse_args(argv)
     args.settings = settings
     return args
@@ -210,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     text = json.dumps(counts, sort_keys=True)
-    if args.counts_json:
-        with open(args.counts_json, "w", encoding="utf-8") as handle:
+    if args.result_json:
+        with open(args.result_json, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
     sys.stdout.write(text + "\n")
     return 0

@@ -29,6 +29,11 @@ def spark_env(python: str | None = None) -> dict[str, str]:
     }
 
 
+def launch_env() -> dict[str, str]:
+    """The current environment plus `spark_env()`, for a `spark-submit` child process."""
+    return {**os.environ, **spark_env()}
+
+
 def build_spark(
     app_name: str,
     master: str | None = None,

@@ -1,0 +1,16 @@
+"""Fixtures of the daily-jobs tests: one small local Spark session for the whole run."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local[1] SparkSession with one shuffle partition (tiny data, fast plans)."""
+    from jobs.spark import build_spark
+
+    session = build_spark("checkout-age-tests", "local[1]", shuffle_partitions=1,
+                          driver_memory="1g")
+    yield session
+    session.stop()
