@@ -308,6 +308,7 @@ def main() -> None:
                            [f"{root}/reports/{t}/date=*/*.parquet"]).fetchone()[0]
             for t in SCHEMAS if (root / "reports" / t).exists()}
     size = sum(f.stat().st_size for f in (root / "reports").rglob("*.parquet"))
+    load_start = os.getloadavg()[0]
     print("in process (fresh DuckDB connection each run):")
     in_process = _in_process(root, first, last, args.repeats)
     print("whole command (subprocess wall time):")
@@ -315,7 +316,9 @@ def main() -> None:
     results = {
         "what": f"analysts' queries over {args.days} days x {args.stores} stores of reports",
         "machine": {"python": platform.python_version(), "duckdb": duckdb.__version__,
-                    "cpus": os.cpu_count(), "platform": platform.platform()},
+                    "cpus": os.cpu_count(), "platform": platform.platform(),
+                    # Other work shares these cores: a high load means pessimistic timings.
+                    "load_average_1m": [load_start, os.getloadavg()[0]]},
         "data": {"days": args.days, "stores": args.stores, "rows": rows,
                  "parquet_bytes": size},
         "repeats": args.repeats,

@@ -101,8 +101,9 @@ class DuckDBEngine:
                 self.con.execute("LOAD httpfs")
                 self.con.execute("CREATE SECRET IF NOT EXISTS (TYPE s3, PROVIDER credential_chain)")
             except duckdb.Error as exc:
+                first_line = str(exc).splitlines()[0]
                 raise UserError(
-                    f"DuckDB cannot read {self.root} here ({exc}); use --engine spark"
+                    f"DuckDB cannot read {self.root} here ({first_line}); use --engine spark"
                 ) from None
 
     def glob(self, table: str) -> str:

@@ -1,7 +1,8 @@
 """The analysts' queries through Spark SQL, for report tables that outgrow one machine.
 
 Same SQL text as the DuckDB engine (`jobs.query_sql`): each `{table}` becomes a temporary view over
-`ROOT/reports/<table>/date=*` (hive partition discovery gives the `date` column), and `$name`
+`ROOT/reports/<table>` (partition discovery gives the `date` column and skips the in-flight
+`_tmp-*`/`_old-*` directories, as it skips every name starting with `_`), and `$name`
 parameters become Spark's named parameters `:name` (bound, never spliced into the text). The
 empty-answer diagnosis and the quality total row are shared too (`jobs.query.run_query`).
 """
@@ -43,9 +44,10 @@ class SparkEngine:
 
             base = f"{self.root}/reports/{table}"
             try:
-                frame = self.spark.read.option("basePath", base).parquet(f"{base}/date=*")
+                # Partition discovery skips `_tmp-*`/`_old-*` (names starting with `_`).
+                frame = self.spark.read.parquet(base)
             except AnalysisException as exc:
-                if "PATH_NOT_FOUND" in str(exc) or "Path does not exist" in str(exc):
+                if any(code in str(exc) for code in ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA")):
                     raise UserError(
                         f"no report data: {base} has no date=* partitions "
                         "(has the daily reports job run for this root?)"

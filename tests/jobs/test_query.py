@@ -246,7 +246,7 @@ def test_pandas_api_returns_a_frame(root):
 
 
 @pytest.mark.slow
-def test_spark_engine_gives_the_same_answers(root, engine):
+def test_spark_engine_gives_the_same_answers(root, engine, tmp_path):
     from jobs.query_format import plain
     from jobs.query_spark import SparkEngine
     from jobs.spark import build_spark
@@ -275,3 +275,5 @@ def test_spark_engine_gives_the_same_answers(root, engine):
                     assert g == w, (name, column)
     with pytest.raises(UserError, match="unknown store 'S999'"):
         run_query(spark_engine, "segments", make_filters(DAY1, store="S999"))
+    with pytest.raises(UserError, match="has no date=\\* partitions"):
+        run_query(SparkEngine(spark, tmp_path), "compliance", make_filters(DAY1))
