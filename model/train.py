@@ -126,7 +126,8 @@ class EpochLog(keras.callbacks.Callback):
                  entry["images_per_s"])
 
 
-def _compile(model: keras.Model, learning_rate: object, config: TrainConfig) -> None:
+def compile_for_training(model: keras.Model, learning_rate: object, config: TrainConfig) -> None:
+    """AdamW (no decay on biases and BatchNorm), Huber loss, MAE metric."""
     optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=config.weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     model.compile(
@@ -149,7 +150,7 @@ def fit_age_model(
     Phase 1 trains the head on a frozen backbone; phase 2 unfreezes everything with
     BatchNorm momentum lowered to `bn_momentum`, AdamW + warm-up + cosine decay, early
     stopping on validation MAE with best-weight restore and a `.keras` checkpoint of the best
-    epoch in `work_dir`. The returned model is float32 even when trained in mixed precision.
+    epoch in `work_dir`. The returned model is uncompiled and float32 (see `_inference_copy`).
     """
     keras.utils.set_random_seed(config.seed)
     policy = _precision_policy(config.mixed_precision)
@@ -168,7 +169,7 @@ def fit_age_model(
         total = config.head_epochs + config.epochs
         if config.head_epochs:
             backbone_of(model).trainable = False
-            _compile(model, config.head_learning_rate, config)
+            compile_for_training(model, config.head_learning_rate, config)
             model.fit(train, validation_data=valid, epochs=config.head_epochs, verbose=0,
                       callbacks=[EpochLog("head", len(train_x), total, history)])
         best_epoch = None
@@ -181,7 +182,7 @@ def fit_age_model(
                 initial_learning_rate=config.learning_rate * 0.1, decay_steps=steps - warmup,
                 alpha=config.min_learning_rate_share, warmup_target=config.learning_rate,
                 warmup_steps=warmup)
-            _compile(model, schedule, config)
+            compile_for_training(model, schedule, config)
             stopper = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=config.patience,
                                                     restore_best_weights=True)
             checkpoint = keras.callbacks.ModelCheckpoint(
@@ -193,13 +194,16 @@ def fit_age_model(
             best_epoch = stopper.best_epoch + 1  # keras counts from epoch 0, across phases
     finally:
         keras.config.set_dtype_policy("float32")
-    if policy != "float32":
-        model = _float32_copy(model, config)
+    model = _inference_copy(model, config)
     return FitResult(model, history, best_epoch, time.perf_counter() - started, policy)
 
 
-def _float32_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
-    """The same weights in a float32 model, so the saved file runs well on CPUs too."""
+def _inference_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
+    """The same weights in a fresh, uncompiled float32 model.
+
+    float32 so the saved file runs well on CPUs too (training may be mixed bfloat16);
+    uncompiled so `.keras` files hold no optimizer state (a third of the size).
+    """
     copy = build_age_model(config.backbone, config.size, head=config.head,
                            dropout=config.dropout, weights=None)
     copy.set_weights(model.get_weights())
