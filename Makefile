@@ -38,6 +38,10 @@ setup-test: setup /usr/bin/chromium
 demo: setup
 	bash scripts/demo.sh
 
+# Airflow UI (standalone) with the project's DAGs until Ctrl-C; URL and login are printed.
+airflow: setup
+	bash scripts/airflow.sh
+
 lint: setup
 	.venv/bin/ruff check .
 

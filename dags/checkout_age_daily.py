@@ -1,0 +1,100 @@
+"""
+### checkout_age_daily: one checkout day, from landed photos and receipts to report tables
+
+One run per logical date `ds`, the day whose data is processed (the run starts when that day ends).
+Every task reads and replaces only that day's partitions: reruns, catch-up and backfills are safe.
+
+1. `wait_for_landing`: waits (reschedule mode) for `ROOT/landing/date=ds/_COMPLETE`; fails at once
+   when retention already deleted that day's photos (re-scoring would empty its reports).
+2. `resolve_model`: pins the model version for the whole run (Param `model_version`, default
+   `production`); `run_quality.model_version` records it.
+3. `score_photos`, `build_reports`: Spark jobs; master and settings come from the `spark_default`
+   connection (a cluster needs no code change).
+4. `check_quality`: fails the run when counts do not add up or the match rate is below the floor.
+5. `apply_retention`: deletes landing photos older than `photo_retention_days` before `ds`.
+
+Manual trigger Params: `date` (another day than the logical date), `model_version`.
+Data root: Variable `checkout_age_data_root` (env `AIRFLOW_VAR_CHECKOUT_AGE_DATA_ROOT`).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.providers.standard.sensors.bash import BashSensor
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+PROJECT = Path(__file__).resolve().parents[1]
+VENV = Path(os.environ.get("CHECKOUT_AGE_JOBS_VENV") or PROJECT / ".venv")  # the jobs venv
+CLI = f"{VENV}/bin/checkout-age"
+# Templates, rendered when a task runs. A manual run without a logical date needs Param `date`.
+RUN_DATE = "{{ params.date or ds | default('no-date:set-Param-date-or-a-logical-date') }}"
+ROOT = "{{ var.value.get('checkout_age_data_root', '%s') }}" % (PROJECT / "var" / "data")
+MODEL = "{{ ti.xcom_pull(task_ids='resolve_model') }}"
+DAY = f"--date {RUN_DATE} --root {ROOT}"
+SPARK = {
+    "conn_id": "spark_default",
+    "spark_binary": f"{VENV}/bin/spark-submit",
+    "env_vars": {
+        "SPARK_HOME": f"{VENV}/lib/python3.11/site-packages/pyspark",
+        "PYSPARK_PYTHON": f"{VENV}/bin/python",
+        "PYSPARK_DRIVER_PYTHON": f"{VENV}/bin/python",
+        "PYTHONHASHSEED": "0",
+    },
+}
+# `model show --json` in the log, then the version alone as the last line (the task's XCom).
+RESOLVE = (f"set -o pipefail; {CLI} model show {{{{ params.model_version }}}} --json | tee /dev/stderr"
+           f" | {VENV}/bin/python -c 'import json, sys; print(json.load(sys.stdin)[\"version\"])'")
+
+with DAG(
+    dag_id="checkout_age_daily",
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # ds = the day processed
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["checkout-age", "daily", "spark"],
+    params={  # the schemas keep trigger-form input safe to put on a command line
+        "date": Param(None, type=["null", "string"], format="date",
+                      description="Process this day (YYYY-MM-DD) instead of the logical date"),
+        "model_version": Param("production", type="string", pattern=r"^(production|v\d{4,})$",
+                               description="Registry version (e.g. v0003) or 'production'"),
+    },
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2),
+                  "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=30)},
+) as dag:
+    wait_for_landing = BashSensor(
+        task_id="wait_for_landing",
+        bash_command=f"{CLI} landing-ready {DAY}",
+        retry_exit_code=3,  # 3: not landed yet, poke again; any other failure fails at once
+        mode="reschedule",
+        poke_interval=timedelta(minutes=5),
+        timeout=timedelta(hours=12),
+    )
+    resolve_model = BashOperator(task_id="resolve_model", bash_command=RESOLVE)
+    score_photos = SparkSubmitOperator(
+        task_id="score_photos",
+        application=str(PROJECT / "jobs" / "score_photos.py"),
+        application_args=["--date", RUN_DATE, "--root", ROOT, "--model", MODEL],
+        name=f"checkout-age-score-{RUN_DATE}",
+        **SPARK,
+    )
+    build_reports = SparkSubmitOperator(
+        task_id="build_reports",
+        application=str(PROJECT / "jobs" / "reports.py"),
+        application_args=["--date", RUN_DATE, "--root", ROOT],
+        name=f"checkout-age-reports-{RUN_DATE}",
+        **SPARK,
+    )
+    check_quality = BashOperator(
+        task_id="check_quality", bash_command=f"{CLI} check-quality {DAY} --model-version {MODEL}"
+    )
+    apply_retention = BashOperator(task_id="apply_retention", bash_command=f"{CLI} retention {DAY}")
+
+    wait_for_landing >> resolve_model >> score_photos >> build_reports >> check_quality
+    check_quality >> apply_retention
