@@ -114,6 +114,16 @@ def _delete_leftovers(spark: SparkSession, table: str, prefix: str) -> None:
         fs.delete(status.getPath(), True)
 
 
+def _rename(fs, source, target) -> bool:  # JVM FileSystem and Paths
+    """Hadoop rename; False instead of an exception (a local FS raises when `source` is gone)."""
+    try:
+        return bool(fs.rename(source, target))
+    except Exception as exc:  # py4j.protocol.Py4JJavaError
+        log.error("rename %s -> %s failed: %s", source.toString(), target.toString(),
+                  str(exc).splitlines()[0])
+        return False
+
+
 def replace_partition(spark: SparkSession, staged: str, final: str) -> None:
     """Swap the fully written directory `staged` in as `final` (a `date=D` partition).
 
@@ -129,11 +139,11 @@ def replace_partition(spark: SparkSession, staged: str, final: str) -> None:
         aside = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(
             parent, f"_old-{name}-{uuid.uuid4().hex[:8]}"
         )
-        if not fs.rename(final_path, aside):
+        if not _rename(fs, final_path, aside):
             raise OSError(f"could not move {final} aside to {aside.toString()}")
-    if not fs.rename(staged_path, final_path):
+    if not _rename(fs, staged_path, final_path):
         if aside is not None:  # put the old data back rather than leave the day empty
-            fs.rename(aside, final_path)
+            _rename(fs, aside, final_path)
         raise OSError(f"could not rename {staged} to {final}")
     if aside is not None:
         fs.delete(aside, True)
