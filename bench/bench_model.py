@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3, help="train steps per timed run")
     parser.add_argument("--warmup", type=int, default=2, help="untimed train steps first")
-    parser.add_argument("--infer-images", type=int, default=256)
+    parser.add_argument("--infer-images", type=int, default=512)
     parser.add_argument("--weights", choices=("imagenet", "none"), default="imagenet")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

@@ -94,16 +94,17 @@ def model_card(config: dict, metrics: dict, dataset: dict) -> str:
         f"{config.get('size')}x{config.get('size')} (preprocessing inside the model); output age "
         "in years.",
         f"- Training: {config.get('head_epochs')} head-only epochs, then up to "
-        f"{config.get('epochs')} fine-tuning epochs ({config.get('epochs_run')} run, best "
-        f"epoch {config.get('best_epoch')}); Huber loss (delta {config.get('huber_delta')}), "
+        f"{config.get('epochs')} fine-tuning epochs ({config.get('epochs_run')} run; best: epoch "
+        f"{config.get('best_epoch')}, head epochs included); Huber loss (delta "
+        f"{config.get('huber_delta')}), "
         f"AdamW with cosine decay, flip + shift augmentation, seed {config.get('seed')}, "
         f"backend {config.get('backend')}, dtype policy {config.get('dtype_policy')}.",
-        f"- Reproduce: `{config.get('command', 'checkout-age model train ...')}`",
+        f"- Reproduce: `{config.get('command') or 'checkout-age model train ...'}`",
         "",
         "## Data",
         f"- Face set: `{dataset.get('faces_dir')}`, fingerprint `{dataset.get('fingerprint')}`.",
-        f"- Rows used: {dataset.get('rows')}; split by image content hash (copies never "
-        "straddle splits).",
+        "- Rows used: " + ", ".join(f"{k} {v}" for k, v in (dataset.get("rows") or {}).items())
+        + "; split by image content hash (copies of one image never straddle splits).",
         "",
         "## Test-split results (flip test-time augmentation)",
         f"- n = {test.get('n')}, MAE {_fmt(test.get('mae'))} years, RMSE {_fmt(test.get('rmse'))}, "

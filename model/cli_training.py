@@ -56,11 +56,15 @@ def _faces(args: argparse.Namespace, settings) -> Path:
     return Path(faces)
 
 
-def _train_command(args: argparse.Namespace) -> str:
-    """The `train` command line equivalent to `args` (recorded in the model card)."""
-    words = ["checkout-age", "model", "train"]
-    for name, value in sorted(vars(args).items()):
-        if name in ("handler", "command", "model_command", "verbose", "json") or value in (None, False):
+def _train_command(args: argparse.Namespace, faces: Path, config) -> str:
+    """The `train` command line that repeats this run, defaults from settings made explicit
+    (recorded in the model card)."""
+    words = ["checkout-age", "model", "train", "--faces", str(faces)]
+    skip = ("handler", "command", "model_command", "verbose", "json", "faces")
+    resolved = {"size": config.size, "backbone": config.backbone,
+                "batch_size": config.batch_size, "seed": config.seed}
+    for name, value in sorted({**vars(args), **resolved}.items()):
+        if name in skip or value is None or value is False:
             continue
         flag = "--" + name.replace("_", "-")
         words += [flag] if value is True else [flag, str(value)]
@@ -91,15 +95,16 @@ def run_train(args: argparse.Namespace) -> int:
         limit=args.limit,
         mixed_precision=args.mixed_precision,
     )
+    faces = _faces(args, settings)
     result = train_model(
-        _faces(args, settings), config,
+        faces, config,
         cache_dir=settings.cache_dir,
         registry_root=None if args.no_register else settings.registry_root,
         out_dir=args.out, promote=args.promote,
         max_mae=settings.gate_max_mae if args.max_mae is None else args.max_mae,
         tolerance=settings.gate_tolerance if args.tolerance is None else args.tolerance,
         validation_limits=_validation_limits(settings),
-        command=_train_command(args),
+        command=_train_command(args, faces, config),
     )
     promotion = result.promotion
     if args.json:

@@ -35,7 +35,6 @@ from model.errors import UserError
 
 PRODUCTION = "production"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
-_TEXT_FILES = ("metrics.json", "config.json", "card.md")
 
 
 @dataclass(frozen=True)
@@ -318,7 +317,7 @@ class ModelRegistry:
             against = f", production {previous} had {current_mae:.2f}" if current_mae is not None else ""
             return PromotionResult(
                 True,
-                f"{candidate.version} promoted: test MAE {mae:.2f} <= {max_mae:.2f}{against}",
+                f"{candidate.version}: test MAE {mae:.2f} <= {max_mae:.2f}{against}",
                 previous,
             )
 

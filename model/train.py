@@ -103,7 +103,10 @@ def _precision_policy(mode: str) -> str:
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Logs one line per epoch (progress output) and keeps timings in a history list."""
+    """Logs one line per epoch (progress output) and keeps timings in a history list.
+
+    `images_per_s` is training rows per second of epoch wall time (validation included).
+    """
 
     def __init__(self, phase: str, rows: int, last_epoch: int, history: list[dict]) -> None:
         super().__init__()

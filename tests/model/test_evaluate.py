@@ -134,7 +134,8 @@ def test_cli_registry_commands(
     assert f"refused: v0002: test MAE {mae + 0.05:.2f} is above the maximum 1.00" in (
         capsys.readouterr().out)
     assert cli_main(["model", "promote", "v0002", "--max-mae", "100", "--tolerance", "0.1"]) == 0
-    assert "promoted: v0002" in capsys.readouterr().out
+    assert (f"promoted: v0002: test MAE {mae + 0.05:.2f} <= 100.00, production v0001 had "
+            f"{mae:.2f}") in capsys.readouterr().out
     assert cli_main(["model", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("  v0001") and lines[1].startswith("* v0002")

@@ -93,7 +93,12 @@ def test_cli_train_head_only_without_registry(
     assert printed["version"] is None and printed["model_path"] == str(out / "model.keras")
     config = json.loads((out / "config.json").read_text())
     assert sum(config["rows"].values()) == 150 and config["limit"] == 150
-    assert config["epochs_run"] == 0 and config["command"].startswith("checkout-age model train")
+    assert config["epochs_run"] == 0
+    command = config["command"]  # repeats the run: every flag given, defaults made explicit
+    assert command.startswith(f"checkout-age model train --faces {small_faces_dir} ")
+    for flag in ("--epochs 0", "--head-epochs 1", "--limit 150", "--seed 1337", "--size 96",
+                 "--backbone mobilenet_v2", "--no-register"):
+        assert flag in command
     assert printed["metrics"]["test"]["n"] == config["rows"]["test"]
     assert load_age_model(out / "model.keras").input_shape == (None, 96, 96, 3)
     assert not (tmp_path / "registry").exists()
