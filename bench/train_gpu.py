@@ -51,6 +51,25 @@ def load_pack(pack: Path, size: int, limit: int | None) -> tuple[pd.DataFrame, n
     return manifest.reset_index(drop=True), images
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Ends training after the epoch that crosses `seconds` (the device caps a command at 10
+    minutes): evaluation and the result file still get written. Best weights are restored."""
+
+    def __init__(self, seconds: float, progress: Path) -> None:
+        super().__init__()
+        self.deadline = time.perf_counter() + seconds
+        self.progress = progress
+        self.history: list[dict] = []
+        self.stopped_early = False
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+        self.progress.write_text(json.dumps(self.history) + "\n")  # survives a hard kill
+        if time.perf_counter() > self.deadline:
+            self.stopped_early = True
+            self.model.stop_training = True
+
+
 def _device() -> str:
     devices = keras.distribution.list_devices()
     try:
@@ -79,6 +98,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="use N rows (CPU test of the script)")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--no-model", action="store_true", help="do not save model.keras")
+    parser.add_argument("--time-budget", type=float, default=480,
+                        help="stop training after the epoch that passes N seconds of fitting")
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -97,8 +118,9 @@ def main() -> None:
         seed=args.seed, learning_rate=args.learning_rate, patience=args.patience,
         huber_delta=args.huber_delta, workers=args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
+    budget = TimeBudget(args.time_budget, args.out / "progress.json")
     fit = fit_age_model(images[part["train"]], ages[part["train"]], images[part["valid"]],
-                        ages[part["valid"]], config, args.out)
+                        ages[part["valid"]], config, args.out, callbacks=(budget,))
     (args.out / "checkpoint.keras").unlink(missing_ok=True)  # the final model is saved below
 
     gender = rows["gender"].to_numpy() if "gender" in rows else None
@@ -128,6 +150,7 @@ def main() -> None:
         "test": results["test"],
         "valid": results["valid"],
         "epochs_run": len(full),
+        "stopped_by_time_budget": budget.stopped_early,
         "best_epoch": fit.best_epoch,
         "epoch_seconds_median": round(statistics.median(h["seconds"] for h in steady), 2)
         if steady else None,

@@ -147,6 +147,7 @@ def fit_age_model(
     valid_y: np.ndarray,
     config: TrainConfig,
     work_dir: Path,
+    callbacks: tuple[keras.callbacks.Callback, ...] = (),
 ) -> FitResult:
     """Build and fit the age model on uint8 image arrays; the best epoch's weights are kept.
 
@@ -154,6 +155,7 @@ def fit_age_model(
     BatchNorm momentum lowered to `bn_momentum`, AdamW + warm-up + cosine decay, early
     stopping on validation MAE with best-weight restore and a `.keras` checkpoint of the best
     epoch in `work_dir`. The returned model is uncompiled and float32 (see `_inference_copy`).
+    `callbacks` are added to both phases (e.g. a time budget).
     """
     keras.utils.set_random_seed(config.seed)
     policy = _precision_policy(config.mixed_precision)
@@ -174,7 +176,7 @@ def fit_age_model(
             backbone_of(model).trainable = False
             compile_for_training(model, config.head_learning_rate, config)
             model.fit(train, validation_data=valid, epochs=config.head_epochs, verbose=0,
-                      callbacks=[EpochLog("head", len(train_x), total, history)])
+                      callbacks=[EpochLog("head", len(train_x), total, history), *callbacks])
         best_epoch = None
         if config.epochs:
             backbone_of(model).trainable = True
@@ -193,7 +195,7 @@ def fit_age_model(
             model.fit(train, validation_data=valid, initial_epoch=config.head_epochs,
                       epochs=total, verbose=0,
                       callbacks=[EpochLog("full", len(train_x), total, history), stopper,
-                                 checkpoint])
+                                 checkpoint, *callbacks])
             best_epoch = stopper.best_epoch + 1  # keras counts from epoch 0, across phases
     finally:
         keras.config.set_dtype_policy("float32")
