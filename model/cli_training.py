@@ -245,7 +245,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", type=Path, metavar="DIR",
                        help="also write model.keras, metrics, card and plots here")
     train.add_argument("--no-register", action="store_true", help="do not add to the registry")
-    train.add_argument("--promote", action="store_true", help="promote through the gate")
+    train.add_argument("--promote", action="store_true",
+                       help="promote through the gate (a refusal is printed; exit status 0)")
     train.add_argument("--max-mae", type=float, help="gate: highest test MAE (default 8.0)")
     train.add_argument("--tolerance", type=float,
                        help="gate: years worse than production allowed (default 0.10)")

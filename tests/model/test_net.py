@@ -13,6 +13,7 @@ from model.errors import UserError
 from model.net import (
     AGE_BINS,
     _preprocessing_layer,
+    backbone_of,
     build_age_model,
     load_age_model,
     model_input_size,
@@ -113,14 +114,14 @@ def test_unreachable_weights_are_a_user_error(monkeypatch: pytest.MonkeyPatch) -
 
 def test_imagenet_mobilenet_weights_load_from_the_keras_cache() -> None:
     model = build_age_model("mobilenet_v2", 96)  # needs KERAS_HOME (tests/conftest.py)
-    first_conv = model.get_layer(model.layers[2].name).get_layer("Conv1").get_weights()[0]
+    first_conv = backbone_of(model).get_layer("Conv1").get_weights()[0]
     assert first_conv.shape == (3, 3, 3, 32) and float(np.abs(first_conv).sum()) > 1.0
 
 
 def test_batchnorm_momentum_lowered(small_model: keras.Model) -> None:
     count = set_batchnorm_momentum(small_model, 0.9)
     assert count > 30  # MobileNetV2 has one BN per convolution
-    bns = [layer for layer in small_model.layers[2].layers
+    bns = [layer for layer in backbone_of(small_model).layers
            if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bns) == count and all(layer.momentum == 0.9 for layer in bns)
 
