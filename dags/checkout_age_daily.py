@@ -57,7 +57,7 @@ with DAG(
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # ds = the day processed
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=2,  # a rerun or catch-up day need not wait behind a run waiting for its landing
     tags=["checkout-age", "daily", "spark"],
     params={  # the schemas keep trigger-form input safe to put on a command line
         "date": Param(None, type=["null", "string"], format="date",

@@ -44,7 +44,7 @@ failed() {  # failed WHAT LOG: say where to look, show the log's end, stop
 }
 production_version() {
     "$CLI" model show production --json 2>/dev/null \
-        | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["version"])'
+        | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["version"])' 2>/dev/null
 }
 
 step "Airflow metadata DB: $AIRFLOW_HOME"
@@ -63,7 +63,8 @@ else
     version="$(production_version)" || failed "promotion: the candidate was refused" "$log"
     echo "trained, evaluated and promoted $version in $(elapsed "$t0")"
 fi
-"$CLI" model show production | head -n 4
+summary="$("$CLI" model show production)"
+head -n 4 <<<"$summary"
 
 step "Simulated checkout days: $DAYS from $FIRST_DAY, $STORES stores x $RECEIPTS customers"
 dates=()
