@@ -49,10 +49,11 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False, lineterminator="\n")
 
 
-def write_day(day: SimulatedDay, root: str) -> Path:
+def write_day(day: SimulatedDay, root: str, *, photo_files: bool = True) -> Path:
     """Write `day` under `ROOT/landing/date=D/` and its ground truth; returns the landing dir.
 
     A rerun replaces the day (the old landing day is removed first); `_COMPLETE` comes last.
+    `photo_files=False` writes everything but the JPEGs (report-job benchmarks at scale).
     """
     if not is_local(root):
         raise UserError(f"the simulator writes local data roots only, not {root}")
@@ -66,7 +67,7 @@ def write_day(day: SimulatedDay, root: str) -> Path:
     photos = day.photos
     files = 0
     for idx, row in enumerate(photos.itertuples(index=False)):
-        if not row.has_file:
+        if not (row.has_file and photo_files):
             continue
         folder = landing / "photos" / f"store={row.store_id}" / f"lane={row.lane_id}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -15,54 +15,82 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
+import time
+from collections.abc import Iterator  # resolved at runtime by pandas_udf's type hints
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger("jobs.score_photos")
 
 
-def decode_udf(size: int, limits: dict[str, int] | None = None):  # -> pandas UDF
-    """Pandas UDF: image bytes -> struct(pixels: flat float array of size*size*3, reason, detail).
+def pixels_udf(size: int, limits: dict[str, int] | None = None):  # -> pandas UDF
+    """Pandas UDF: image bytes -> flat float32 pixels (size*size*3) as the model's input.
 
-    Bytes that `decode_face` rejects (and NULL bytes: nothing to decode) give zero pixels, which
-    the model scores harmlessly; the job keeps only rows whose reason is NULL.
+    An iterator UDF, like `predict_batch_udf`'s, so Spark chains the two in one Python worker:
+    `predict(pixels(content))` hands the decoded arrays straight to the model without a round
+    trip through the JVM (which cost more than the inference: bench/bench_jobs.py). Bytes that
+    `decode_face` rejects (and NULL bytes) give zero pixels; `check_udf` says why.
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+    from pyspark.sql.types import ArrayType, FloatType
 
     limits = dict(limits or {})
-    schema = StructType([
-        StructField("pixels", ArrayType(FloatType(), containsNull=False)),
-        StructField("reason", StringType()),
-        StructField("detail", StringType()),
-    ])
 
-    @F.pandas_udf(schema)
-    def decode(content: pd.Series) -> pd.DataFrame:
+    @F.pandas_udf(ArrayType(FloatType(), containsNull=False))
+    def pixels(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         from model.images import ImageRejected, decode_face
 
         blank = np.zeros(size * size * 3, dtype=np.float32)
-        pixels, reasons, details = [], [], []
+        for content in batches:
+            out = []
+            for data in content:
+                flat = blank
+                if data is not None:
+                    try:
+                        flat = decode_face(bytes(data), size, **limits).reshape(-1)
+                        flat = flat.astype(np.float32)
+                    except ImageRejected:
+                        pass
+                out.append(flat)
+            yield pd.Series(out)
+
+    return pixels
+
+
+def check_udf(limits: dict[str, int] | None = None):  # -> pandas UDF
+    """Pandas UDF: image bytes -> struct(reason, detail), NULLs when the image decodes.
+
+    Uses `model.images.open_image`, the decoder's own checks, so it rejects exactly what
+    `decode_face` rejects; NULL bytes (nothing to decode) are not its business.
+    """
+    from pyspark.sql import functions as F
+
+    limits = dict(limits or {})
+
+    @F.pandas_udf("reason string, detail string")
+    def check(content: pd.Series) -> pd.DataFrame:
+        from model.images import ImageRejected, open_image
+
+        reasons, details = [], []
         for data in content:
             reason = detail = None
-            flat = blank
             if data is not None:
                 try:
-                    flat = decode_face(bytes(data), size, **limits).reshape(-1).astype(np.float32)
+                    open_image(bytes(data), **limits)
                 except ImageRejected as exc:
                     reason, detail = exc.reason, exc.detail
-            pixels.append(flat)
             reasons.append(reason)
             details.append(detail)
-        return pd.DataFrame({"pixels": pixels, "reason": reasons, "detail": details})
+        return pd.DataFrame({"reason": reasons, "detail": details})
 
-    return decode
+    return check
 
 
 def age_udf(model_path: str, size: int, batch_size: int, flip_tta: bool = True):  # -> UDF
@@ -90,40 +118,49 @@ def age_udf(model_path: str, size: int, batch_size: int, flip_tta: bool = True):
     )
 
 
-def score_inventory(inventory: DataFrame, decode: Column, predict: Column) -> DataFrame:
+def score_inventory(inventory: DataFrame, check, pixels, predict) -> DataFrame:
     """Decode and score every inventory row; reason = metadata reason, else the decoder's.
 
-    `decode` and `predict` are the UDFs above applied to nothing yet: called here on columns.
+    Args:
+        inventory: `jobs.photos.photo_inventory` rows (content NULL when not to be decoded).
+        check, pixels, predict: the UDFs above (`check_udf`, `pixels_udf`, `age_udf`).
     """
     from pyspark.sql import functions as F
 
-    decoded = inventory.withColumn("_img", decode(F.col("content"))).drop("content")
-    return decoded.select(
-        "photo_id", "store_id", "lane_id", "captured_at",
-        predict(F.col("_img.pixels")).alias("age_pred_years"),
-        F.coalesce("reason", "_img.reason").alias("reason"),
-        F.coalesce("detail", "_img.detail").alias("detail"),
+    checked = inventory.select(
+        "photo_id", "store_id", "lane_id", "captured_at", "reason", "detail",
+        predict(pixels(F.col("content"))).alias("age_pred_years"),
+        check(F.col("content")).alias("_check"),
     )
+    return checked.select(
+        "photo_id", "store_id", "lane_id", "captured_at", "age_pred_years",
+        F.coalesce("reason", "_check.reason").alias("reason"),
+        F.coalesce("detail", "_check.detail").alias("detail"),
+    )
+
+
+def _path_key(path: str) -> str:
+    """`file:/x` and `file:///x` (Hadoop prints both) as one key."""
+    return re.sub(r"^([A-Za-z][\w+.-]*):/+", r"\1:///", path)
 
 
 def read_photo_files(spark: SparkSession, photos_dir: str) -> DataFrame:
     """Every file under the day's `photos/` folder: path, content.
 
-    The binaryFile source silently skips zero-length files, so those are listed separately
-    (they become `not_an_image` quarantine rows, not lost photos).
+    The binaryFile source silently skips zero-length files; they are found by comparing its
+    file listing with the paths it reads (no content is read for that) and added with empty
+    content, so they become `not_an_image` quarantine rows rather than lost photos.
     """
-    from jobs.storage import empty_files, path_exists
+    from jobs.storage import path_exists
 
     schema = "path string, content binary"
     if not path_exists(spark, photos_dir):
         return spark.createDataFrame([], schema)
-    files = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .load(photos_dir)
-        .select("path", "content")
-    )
-    empty = [(path, b"") for path in empty_files(spark, photos_dir)]
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(photos_dir)
+    listed = {_path_key(path): path for path in reader.inputFiles()}
+    read = {_path_key(row.path) for row in reader.select("path").collect()}
+    empty = [(listed[key], b"") for key in sorted(listed.keys() - read)]
+    files = reader.select("path", "content")
     return files.unionByName(spark.createDataFrame(empty, schema)) if empty else files
 
 
@@ -136,22 +173,31 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     from jobs.storage import require_complete_day, write_partition
 
     landing = require_complete_day(spark, root, run_date)
+    # Photos are ~10-50 KB: Spark's default 4 MB "open cost" per file would make one task per
+    # ~32 photos; count them nearer their size so a task reads thousands.
+    spark.conf.set("spark.sql.files.openCostInBytes", str(256 * 1024))
     files = photos.file_photo_ids(read_photo_files(spark, f"{landing}/photos"))
     meta = photos.check_photo_metadata(
         read_csv_lines(spark, f"{landing}/photos.csv", photos.PHOTO_META_COLUMNS)
     )
-    # Spread decoding and inference evenly over the cores (files come in uneven groups).
-    parts = partitions or spark.sparkContext.defaultParallelism
+    # One scoring task keeps two Python workers busy (the decode check, and decode + model with
+    # its own thread pool), so half as many tasks as cores; hash partitioning evens them out.
+    parts = partitions or max(1, spark.sparkContext.defaultParallelism // 2)
     inventory = photos.photo_inventory(files, meta).repartition(parts, "photo_id")
-    decode = decode_udf(image_size, decode_limits)
-    predict = age_udf(model_path, image_size, batch_size)
-    scored = score_inventory(inventory, decode, predict).cache()  # feeds three actions
+    scored = score_inventory(
+        inventory,
+        check_udf(decode_limits),
+        pixels_udf(image_size, decode_limits),
+        age_udf(model_path, image_size, batch_size),
+    ).cache()  # feeds three actions
     try:
         # Count first: it fills the cache with full parallelism (the writes coalesce to one file,
         # which would otherwise pull the scoring itself into a single task).
+        started = time.perf_counter()
         by_reason = {
             row["reason"]: row["count"] for row in scored.groupBy("reason").count().collect()
         }
+        log.info("decoded and scored in %.1f s", time.perf_counter() - started)
         write_partition(photos.photo_scores(scored, model_version), root, "photo_scores", run_date)
         write_partition(photos.photo_quarantine(scored), root, "photo_quarantine", run_date)
     finally:
@@ -184,7 +230,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--master", default=None,
                         help="Spark master when run without spark-submit")
     parser.add_argument("--partitions", type=int, default=None,
-                        help="scoring tasks (default: Spark's default parallelism)")
+                        help="scoring tasks (default: half of Spark's default parallelism)")
     parser.add_argument("--result-json", default=None, help="also write the counts to this file")
     args = parser.parse_args(argv)
     args.settings = settings

@@ -68,7 +68,6 @@ def build_spark(
         "spark.driver.memory": driver_memory,
         "spark.pyspark.python": sys.executable,
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
-        "spark.default.parallelism": str(max(2, shuffle_partitions)),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.execution.arrow.pyspark.enabled": "true",

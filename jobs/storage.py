@@ -83,19 +83,6 @@ def path_exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hpath))
 
 
-def empty_files(spark: SparkSession, folder: str) -> list[str]:
-    """Paths of the zero-length, non-hidden files under `folder` (recursive)."""
-    fs, hpath = _fs_path(spark, folder)
-    found = []
-    files = fs.listFiles(hpath, True)
-    while files.hasNext():
-        status = files.next()
-        name = status.getPath().getName()
-        if status.getLen() == 0 and not name.startswith((".", "_")):
-            found.append(status.getPath().toString())
-    return sorted(found)
-
-
 def require_complete_day(spark: SparkSession, root: str, run_date: str) -> str:
     """The landing directory of day D, or `UserError` if its completion marker is absent."""
     day = landing_dir(root, run_date)

@@ -83,7 +83,7 @@ def tiny_model(tmp_path_factory):
 
 
 def test_scoring_udf_matches_in_process_prediction(spark, faces_dir, tiny_model):
-    from jobs.score_photos import age_udf, decode_udf, score_inventory
+    from jobs.score_photos import age_udf, check_udf, pixels_udf, score_inventory
     from model.images import decode_face
     from model.net import load_age_model
     from model.predict import predict_ages
@@ -98,7 +98,7 @@ def test_scoring_udf_matches_in_process_prediction(spark, faces_dir, tiny_model)
         "photo_id string, store_id string, lane_id int, captured_at timestamp, content binary, "
         "reason string, detail string",
     )
-    scored = score_inventory(inventory, decode_udf(32), age_udf(str(tiny_model), 32, 2))
+    scored = score_inventory(inventory, check_udf(), pixels_udf(32), age_udf(str(tiny_model), 32, 2))
     rows = {r.photo_id: r for r in scored.collect()}
 
     expected = predict_ages(load_age_model(tiny_model),
