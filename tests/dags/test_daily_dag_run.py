@@ -140,7 +140,11 @@ def test_daily_dag_processes_a_simulated_day_end_to_end(site):
         assert quality["receipts_in"] == sum(1 for _ in handle) - 1
     assert quality["receipts_quarantined"] == (
         injected["bad_timestamp"] + injected["duplicate_receipt_id"])
-    assert quality["model_version"] == "v0001"  # the version resolve_model pinned
+    with sqlite3.connect(site["home"] / "airflow" / "airflow.db") as db:
+        pinned = db.execute("SELECT value FROM xcom WHERE dag_id = 'checkout_age_daily' "
+                            "AND task_id = 'resolve_model'").fetchall()
+    assert [json.loads(value) for (value,) in pinned] == ["v0001"]  # the run's recorded version
+    assert quality["model_version"] == "v0001"  # ... is the one that scored the photos
     assert verdict["ok"] and quality["match_rate"] >= 0.5
 
     # Retention: the old day's photos are gone (its receipts stay), today's are kept.
