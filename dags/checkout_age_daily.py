@@ -11,7 +11,8 @@ Every task reads and replaces only that day's partitions: reruns, catch-up and b
 3. `score_photos`, `build_reports`: Spark jobs; master and settings come from the `spark_default`
    connection (a cluster needs no code change).
 4. `check_quality`: fails the run when counts do not add up or the match rate is below the floor.
-5. `apply_retention`: deletes landing photos older than `photo_retention_days` before `ds`.
+5. `render_report`: the day's self-contained HTML report (`ROOT/html/report-ds.html`, no images).
+6. `apply_retention`: deletes landing photos older than `photo_retention_days` before `ds`.
 
 Manual trigger Params: `date` (another day than the logical date), `model_version`.
 Data root: Variable `checkout_age_data_root` (env `AIRFLOW_VAR_CHECKOUT_AGE_DATA_ROOT`).
@@ -94,7 +95,8 @@ with DAG(
     check_quality = BashOperator(
         task_id="check_quality", bash_command=f"{CLI} check-quality {DAY} --model-version {MODEL}"
     )
+    render_report = BashOperator(task_id="render_report", bash_command=f"{CLI} report html {DAY}")
     apply_retention = BashOperator(task_id="apply_retention", bash_command=f"{CLI} retention {DAY}")
 
     wait_for_landing >> resolve_model >> score_photos >> build_reports >> check_quality
-    check_quality >> apply_retention
+    check_quality >> render_report >> apply_retention

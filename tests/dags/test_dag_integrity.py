@@ -18,7 +18,8 @@ EXPECTED_DOWNSTREAM = {
         "resolve_model": {"score_photos"},
         "score_photos": {"build_reports"},
         "build_reports": {"check_quality"},
-        "check_quality": {"apply_retention"},
+        "check_quality": {"render_report"},
+        "render_report": {"apply_retention"},
         "apply_retention": set(),
     },
     "age_model_retrain": {

@@ -120,11 +120,13 @@ def test_daily_dag_processes_a_simulated_day_end_to_end(site):
     assert _run_states(site, "checkout_age_daily") == [{
         "run": "success", "wait_for_landing": "success", "resolve_model": "success",
         "score_photos": "success", "build_reports": "success", "check_quality": "success",
-        "apply_retention": "success",
+        "render_report": "success", "apply_retention": "success",
     }]
     for table in REPORT_TABLES:
         partition = site["data"] / "reports" / table / f"date={DAY}"
         assert list(partition.glob("*.parquet")), table
+    html = (site["data"] / "html" / f"report-{DAY}.html").read_text()
+    assert f"Checkout age report: {DAY}" in html and "<img" not in html
     verdict = json.loads(_jobs(site, "check-quality", "--date", DAY, "--root", str(site["data"]),
                                "--json"))
     quality = verdict["run_quality"]
