@@ -23,11 +23,12 @@ FIRST_DAY="${DEMO_FIRST_DAY:-2026-03-09}"
 DAYS="${DEMO_DAYS:-3}"
 STORES="${DEMO_STORES:-3}"
 RECEIPTS="${DEMO_RECEIPTS_PER_STORE:-60}"
-# The quick model is far from the production gate (test MAE <= 8.0): the demo opens it to
-# DEMO_MAX_MAE so the pipeline has a model to run with. Real models come from a full retrain.
+# Quick CPU settings (about 2-3 minutes on 2 cores) that usually pass the real production gate
+# (test MAE <= 8.0). Should a candidate miss it, the demo says so and promotes it by hand with
+# an explicit override so the daily pipeline has a model; production retrains never do that.
 DEMO_CONF="$(printf '{"image_size": %d, "head_epochs": %d, "epochs": %d, "limit": %d, "max_mae": %s}' \
-    "${DEMO_IMAGE_SIZE:-96}" "${DEMO_HEAD_EPOCHS:-4}" "${DEMO_EPOCHS:-0}" \
-    "${DEMO_TRAIN_LIMIT:-4000}" "${DEMO_MAX_MAE:-20}")"
+    "${DEMO_IMAGE_SIZE:-96}" "${DEMO_HEAD_EPOCHS:-2}" "${DEMO_EPOCHS:-4}" \
+    "${DEMO_TRAIN_LIMIT:-3000}" "${DEMO_MAX_MAE:-8.0}")"
 LOGS="$AIRFLOW_HOME/demo-logs"
 : "${FACES_DIR:?set FACES_DIR to the labelled face set (the Makefile uses ../shared/faces)}"
 export AIRFLOW_VAR_CHECKOUT_AGE_FACES_DIR="${AIRFLOW_VAR_CHECKOUT_AGE_FACES_DIR:-$FACES_DIR}"
@@ -60,7 +61,14 @@ else
     log="$LOGS/age_model_retrain.log"
     "$AIRFLOW" dags test age_model_retrain "$FIRST_DAY" --conf "$DEMO_CONF" >"$log" 2>&1 \
         || failed "DAG age_model_retrain" "$log"
-    version="$(production_version)" || failed "promotion: the candidate was refused" "$log"
+    if ! version="$(production_version)"; then
+        candidate="$("$CLI" model list --json | "$PYTHON" -c \
+            'import json, sys; print(json.load(sys.stdin)[-1]["version"])')"
+        echo "WARNING: the gate refused $candidate (see $log); the demo promotes it anyway" \
+            "(--max-mae 99) so the daily runs have a model. Never do this in production."
+        "$CLI" model promote "$candidate" --max-mae 99 --tolerance 99 >/dev/null
+        version="$(production_version)" || failed "promotion of $candidate" "$log"
+    fi
     echo "trained, evaluated and promoted $version in $(elapsed "$t0")"
 fi
 summary="$("$CLI" model show production)"
