@@ -39,19 +39,24 @@ def read_csv_lines(spark: SparkSession, path: str, columns: list[str]) -> DataFr
         F.spark_partition_id().alias("_part"),
         F.monotonically_increasing_id().alias("_id"),
         F.regexp_replace("value", "\r$", "").alias("raw"),
-    ).cache()
-    # Splits of one file become partitions in file order, so offsets per partition give line numbers.
-    counts = dict(numbered.groupBy("_part").count().collect())
-    offsets, total = [], 0
-    for part in range(max(counts, default=-1) + 1):
-        offsets.append(total)
-        total += counts.get(part, 0)
-    if total == 0:
-        raise UserError(f"{path}: empty file (no header)")
+    )
+    # Splits of one file become partitions in file order, so offsets per partition give line
+    # numbers (a small file is one partition: nothing to count).
+    offsets = [0]
+    if text.rdd.getNumPartitions() > 1:
+        numbered = numbered.cache()
+        counts = dict(numbered.groupBy("_part").count().collect())
+        offsets, total = [], 0
+        for part in range(max(counts, default=-1) + 1):
+            offsets.append(total)
+            total += counts.get(part, 0)
     offset = F.element_at(F.array(*[F.lit(o) for o in offsets]), F.col("_part") + 1)
     line_no = (offset + F.col("_id") - F.shiftleft(F.col("_part").cast("long"), _ROW_BITS) + 1)
     lines = numbered.select(line_no.cast("int").alias("line_no"), "raw")
-    header = lines.where("line_no = 1").first()["raw"].lstrip("\ufeff")
+    first = lines.where("line_no = 1").first()
+    if first is None:
+        raise UserError(f"{path}: empty file (no header)")
+    header = first["raw"].lstrip("\ufeff")
     expected = ",".join(columns)
     if header.replace(" ", "") != expected:
         raise UserError(f"{path}: header is {header!r}, expected {expected!r}")
