@@ -81,6 +81,9 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from jobs.storage import check_date
+
+    check_date(args.date)  # fail fast, before a JVM starts
     job_args = ["--date", args.date, "--root", args.root, "--registry", args.registry,
                 "--model", args.model, "--batch-size", str(args.batch_size)]
     result = _submit("score_photos.py", args.master, job_args)
@@ -92,6 +95,9 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _reports(args: argparse.Namespace) -> int:
+    from jobs.storage import check_date
+
+    check_date(args.date)
     job_args = ["--date", args.date, "--root", args.root,
                 "--match-window-s", str(args.match_window_s),
                 "--challenge-age", str(args.challenge_age), "--min-support", str(args.min_support)]
