@@ -10,7 +10,7 @@
 
 Medians over --repeats. Results: bench/results/bench_jobs.json.
 
-    .venv/bin/python bench/bench_jobs.py            # ~10-15 min on 2 cores
+    .venv/bin/python bench/bench_jobs.py            # ~13 min on 2 cores
     .venv/bin/python bench/bench_jobs.py --quick    # small sizes, a smoke run
 """
 
@@ -72,24 +72,29 @@ class PeakMemory:
         self._thread.join()
 
 
-def pick_model(workdir: Path) -> tuple[str, str, int, str]:
-    """(model path, version, image size, description): registry production, else untrained."""
+def pick_models(workdir: Path) -> list[tuple[str, str, int, str]]:
+    """(model path, version, image size, description) of each model to compare.
+
+    The registry's production model when there is one, and always an untrained MobileNetV2 at
+    160 px (the production input size; same compute as a trained one).
+    """
     from model.config import load_settings
     from model.errors import UserError
+    from model.net import build_age_model
     from model.registry import ModelRegistry
 
     settings = load_settings()
+    models = []
     try:
         version = ModelRegistry(settings.registry_root).resolve("production")
-        return (str(version.model_path), version.version, version.image_size,
-                f"registry production {version.version} ({settings.registry_root})")
+        models.append((str(version.model_path), version.version, version.image_size,
+                       f"registry production {version.version} ({settings.registry_root})"))
     except UserError:
-        from model.net import build_age_model
-
-        model = build_age_model("mobilenet_v2", 160, weights=None)
-        path = workdir / "untrained-mobilenet_v2-160.keras"
-        model.save(path)
-        return str(path), "untrained", 160, "untrained MobileNetV2 160 px (model.net, no registry)"
+        pass
+    path = workdir / "untrained-mobilenet_v2-160.keras"
+    build_age_model("mobilenet_v2", 160, weights=None).save(path)
+    models.append((str(path), "untrained", 160, "untrained MobileNetV2 160 px (model.net)"))
+    return models
 
 
 def in_process_scoring(landing: Path, model_path: str, size: int, batch_size: int) -> int:
@@ -122,6 +127,55 @@ def scoring_inventory(spark, root: Path, run_date: str):
         read_csv_lines(spark, f"{landing}/photos.csv", photos.PHOTO_META_COLUMNS))
     parts = max(1, spark.sparkContext.defaultParallelism // 2)
     return photos.photo_inventory(files, meta).repartition(parts, "photo_id")
+
+
+def compare_scoring(spark, inventory, root: Path, model: tuple[str, str, int, str],
+                    photo_files: int, repeats: int, batch_size: int) -> dict:
+    """Median seconds and images/s of the score job, its scoring stage, and in-process Keras.
+
+    "job" = the whole `score_photos.run` (read, inventory, decode + predict, write, count);
+    "stage" = the decode + predict stage alone over an inventory already in memory (the
+    per-photo cost without the job's fixed start-up of a few seconds).
+    """
+    from jobs import score_photos
+
+    model_path, version, size, note = model
+    common = {"root": str(root), "model_path": model_path, "model_version": version,
+              "image_size": size, "batch_size": batch_size}
+    score_photos.run(spark, run_date=SMALL_DAY, **common)  # start workers, import TensorFlow
+    in_process_scoring(root / "landing" / f"date={SMALL_DAY}", model_path, size, batch_size)
+    job_s, stage_s, keras_s, scored = [], [], [], 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        scored = score_photos.run(spark, run_date=SCORE_DAY, **common)["photos_scored"]
+        job_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        score_photos.score_inventory(
+            inventory, score_photos.check_udf(), score_photos.pixels_udf(size),
+            score_photos.age_udf(model_path, size, batch_size),
+        ).agg({"age_pred_years": "sum"}).collect()
+        stage_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        in_process_scoring(root / "landing" / f"date={SCORE_DAY}", model_path, size, batch_size)
+        keras_s.append(time.perf_counter() - started)
+        print(f"  {note}: spark job {job_s[-1]:.1f} s, spark stage {stage_s[-1]:.1f} s, "
+              f"in-process keras {keras_s[-1]:.1f} s")
+    ips = {name: photo_files / statistics.median(runs)
+           for name, runs in (("job", job_s), ("stage", stage_s), ("keras", keras_s))}
+    return {
+        "model": note, "image_size": size, "photo_files": photo_files, "photos_scored": scored,
+        "spark_job_s_median": round(statistics.median(job_s), 2),
+        "spark_stage_s_median": round(statistics.median(stage_s), 2),
+        "in_process_keras_s_median": round(statistics.median(keras_s), 2),
+        "spark_job_images_per_s": round(ips["job"], 1),
+        "spark_stage_images_per_s": round(ips["stage"], 1),
+        "in_process_keras_images_per_s": round(ips["keras"], 1),
+        "ratio_spark_job_to_keras": round(ips["job"] / ips["keras"], 3),
+        "ratio_spark_stage_to_keras": round(ips["stage"] / ips["keras"], 3),
+        "ratio_goal": 0.8,
+        "runs_s": {"job": [round(v, 2) for v in job_s], "stage": [round(v, 2) for v in stage_s],
+                   "keras": [round(v, 2) for v in keras_s]},
+    }
 
 
 def run_cli(args: list[str]) -> tuple[float, float, dict]:
@@ -169,7 +223,6 @@ def main() -> int:
     os.environ.setdefault("KERAS_HOME", str(PROJECT.parent / "shared" / "keras"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from jobs import score_photos
     from jobs.landing import load_test_faces, write_day
     from jobs.simulate import simulate_day
     from jobs.spark import build_spark
@@ -177,13 +230,13 @@ def main() -> int:
 
     settings = load_settings()
     faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
-    photo_stores, photo_receipts = (2, 100) if args.quick else (16, 250)
+    photo_stores, photo_receipts = (2, 100) if args.quick else (14, 250)
     line_stores, line_receipts = (10, 500) if args.quick else (100, 2280)
     repeats = 1 if args.quick else args.repeats
     work = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
     root = work / "data"
-    model_path, version, size, model_note = pick_model(work)
-    print(f"model: {model_note}; work dir {work}")
+    models = pick_models(work)
+    print(f"models: {[m[3] for m in models]}; work dir {work}")
 
     faces = load_test_faces(faces_dir, settings.cache_dir)
     write_day(simulate_day(faces, SMALL_DAY, 1, 40, seed=1), str(root))
@@ -192,43 +245,17 @@ def main() -> int:
     photo_files = int(score_day.photos.has_file.sum())
     print(f"scoring day: {photo_files} photo files")
 
-    # 1. Warm session: throughput of the job's Spark part vs the in-process ceiling, interleaved.
-    #    "job" = the whole run() (read, inventory, decode + predict, write, count); "stage" = the
-    #    decode + predict stage alone over an inventory already in memory (per-photo cost
-    #    without the job's fixed start-up of ~5 s).
+    # 1. Warm session: the job's Spark part vs the in-process ceiling, interleaved, per model.
     spark = build_spark("bench-score", args.master)
-    common = {"root": str(root), "model_path": model_path, "model_version": version,
-              "image_size": size, "batch_size": settings.score_batch_size}
-    score_photos.run(spark, run_date=SMALL_DAY, **common)  # start workers, import TensorFlow
-    in_process_scoring(root / "landing" / f"date={SMALL_DAY}", model_path, size, 64)  # same here
     inventory = scoring_inventory(spark, root, SCORE_DAY).cache()
     inventory.count()
-    spark_s, stage_s, keras_s, scored = [], [], [], 0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        counts = score_photos.run(spark, run_date=SCORE_DAY, **common)
-        spark_s.append(time.perf_counter() - started)
-        scored = counts["photos_scored"]
-        started = time.perf_counter()
-        score_photos.score_inventory(
-            inventory, score_photos.check_udf(), score_photos.pixels_udf(size),
-            score_photos.age_udf(model_path, size, settings.score_batch_size),
-        ).agg({"age_pred_years": "sum"}).collect()
-        stage_s.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        in_process_scoring(root / "landing" / f"date={SCORE_DAY}", model_path, size,
-                           settings.score_batch_size)
-        keras_s.append(time.perf_counter() - started)
-        print(f"  spark job {spark_s[-1]:.1f} s, spark stage {stage_s[-1]:.1f} s, "
-              f"in-process keras {keras_s[-1]:.1f} s")
+    scoring = [compare_scoring(spark, inventory, root, model, photo_files, repeats,
+                               settings.score_batch_size) for model in models]
     spark.stop()
-    spark_ips = photo_files / statistics.median(spark_s)
-    stage_ips = photo_files / statistics.median(stage_s)
-    keras_ips = photo_files / statistics.median(keras_s)
 
     # 2. The real command end to end (spark-submit), with its process tree's peak memory.
-    cli_score = run_cli(["score", "--date", SCORE_DAY, "--root", str(root), "--model", model_path,
-                         "--master", args.master])
+    cli_score = run_cli(["score", "--date", SCORE_DAY, "--root", str(root), "--model",
+                         models[0][0], "--master", args.master])
 
     # 3. The report job on ~1M receipt lines (photo scores synthesised: no files at this size).
     lines_day = simulate_day(faces, LINES_DAY, line_stores, line_receipts, seed=3)
@@ -242,28 +269,16 @@ def main() -> int:
         "benchmark": "bench/bench_jobs.py",
         "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                     "python": platform.python_version(), "load_avg_at_end": os.getloadavg()},
-        "model": model_note, "image_size": size, "batch_size": settings.score_batch_size,
-        "flip_tta": True, "master": args.master, "repeats": repeats,
-        "scoring": {
-            "photo_files": photo_files, "photos_scored": scored,
-            "spark_job_s_median": round(statistics.median(spark_s), 2),
-            "spark_stage_s_median": round(statistics.median(stage_s), 2),
-            "in_process_keras_s_median": round(statistics.median(keras_s), 2),
-            "spark_job_images_per_s": round(spark_ips, 1),
-            "spark_stage_images_per_s": round(stage_ips, 1),
-            "in_process_keras_images_per_s": round(keras_ips, 1),
-            "ratio_spark_job_to_keras": round(spark_ips / keras_ips, 3),
-            "ratio_spark_stage_to_keras": round(stage_ips / keras_ips, 3), "ratio_goal": 0.8,
-            "runs_s": {"spark": [round(s, 2) for s in spark_s],
-                       "stage": [round(s, 2) for s in stage_s],
-                       "keras": [round(s, 2) for s in keras_s]},
-            "note": "warm session: JVM, Python workers and TensorFlow already started; both "
-                    "sides read the JPEG files (stage: from the cached inventory), decode, "
-                    "load the model, predict with flip TTA",
-        },
+        "batch_size": settings.score_batch_size, "flip_tta": True, "master": args.master,
+        "repeats": repeats,
+        "scoring": scoring,
+        "scoring_note": "warm session: JVM, Python workers and TensorFlow already started; "
+                        "both sides read the JPEG files (stage: from the cached inventory), "
+                        "decode, load the model, predict with flip TTA",
         "score_command_end_to_end": {
             "wall_s": round(cli_score[0], 1), "peak_process_tree_gib": round(cli_score[1], 2),
             "images_per_s": round(photo_files / cli_score[0], 1),
+            "model": models[0][3],
             "note": "checkout-age score via spark-submit, JVM + worker start and model load included",
         },
         "reports_job": {
