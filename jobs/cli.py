@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from model.errors import UserError
@@ -55,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"checkout-age: error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    except BrokenPipeError:
+        # The reader (`| head`) left early: not an error of ours. Silence the final flush too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
