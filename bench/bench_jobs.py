@@ -1,6 +1,6 @@
 """Benchmark of the daily Spark jobs (issue 3), side by side in one run.
 
-1. Scoring throughput: the score job (`jobs.score_photos.run` in a warm local Spark session:
+1. Scoring throughput: the score job (`jobs.daily.score_photos.run` in a warm local Spark session:
    binaryFile -> decode UDF -> predict_batch_udf -> Parquet) against a plain in-process Keras
    batch prediction of the same photos with the same model (read bytes -> decode_face ->
    predict_ages, flip TTA both sides): the ceiling. Goal: ratio >= 0.8.
@@ -116,9 +116,9 @@ def in_process_scoring(landing: Path, model_path: str, size: int, batch_size: in
 
 def scoring_inventory(spark, root: Path, run_date: str):
     """The score job's inventory of a day (what `score_photos.run` decodes and scores)."""
-    from jobs import photos
-    from jobs.csv_lines import read_csv_lines
-    from jobs.score_photos import read_photo_files
+    from jobs.daily import photos
+    from jobs.daily.csv_lines import read_csv_lines
+    from jobs.daily.score_photos import read_photo_files
 
     landing = f"{root}/landing/date={run_date}"
     spark.conf.set("spark.sql.files.openCostInBytes", str(256 * 1024))
@@ -137,7 +137,7 @@ def compare_scoring(spark, inventory, root: Path, model: tuple[str, str, int, st
     "stage" = the decode + predict stage alone over an inventory already in memory (the
     per-photo cost without the job's fixed start-up of a few seconds).
     """
-    from jobs import score_photos
+    from jobs.daily import score_photos
 
     model_path, version, size, note = model
     common = {"root": str(root), "model_path": model_path, "model_version": version,
@@ -223,9 +223,9 @@ def main() -> int:
     os.environ.setdefault("KERAS_HOME", str(PROJECT.parent / "shared" / "keras"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from jobs.landing import load_test_faces, write_day
-    from jobs.simulate import simulate_day
-    from jobs.spark import build_spark
+    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.daily.spark import build_spark
+    from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
 
     settings = load_settings()

@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/bench_query.py [--days 30] [--stores 50] [--repeat
 
 1. Generates contract-shaped partitions (docs/data-contract.md) with numpy + pyarrow: per store
    and day ~1,600 matched receipts split over 7 age groups and 21 categories with age-dependent
-   propensities (jobs.catalogue), daily chain-wide top lists, 6 cashiers per store, ~1,700 scored
+   propensities (jobs.simulator.catalogue), daily chain-wide top lists, 6 cashiers per store, ~1,700 scored
    photos per store and day. Not the Spark jobs' output, but the same tables, types and sizes.
 2. Times each query in process (fresh DuckDB connection per run, as the CLI does), the whole
    `checkout-age query ...` command as a subprocess (interpreter start, imports, parse, query,
@@ -31,10 +31,14 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from jobs.catalogue import CATEGORIES, PROFILE_AGES, build_catalogue
-from jobs.query import DuckDBEngine, make_filters, run_query
-from jobs.report_tables import SCHEMAS, write_day
+from jobs.analytics.query import DuckDBEngine, make_filters, run_query
+from jobs.contract import SCHEMAS
+from jobs.simulator.catalogue import CATEGORIES, PROFILE_AGES, build_catalogue
 from model.config import AGE_GROUPS
+
+# The contract-shaped partition writer the query tests use (no Spark needed).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "jobs"))
+from contract_writer import write_day  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_query.json"
 GROUPS = [name for name, _, _ in AGE_GROUPS]
@@ -247,7 +251,7 @@ def _in_process(root: Path, first: str, last: str, repeats: int) -> dict[str, di
 
 def _command() -> list[str]:
     script = Path(sys.executable).with_name("checkout-age")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "jobs.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "jobs.cli.main"]
 
 
 def _cli(root: Path, first: str, last: str, repeats: int) -> dict[str, dict]:
@@ -268,8 +272,8 @@ def _cli(root: Path, first: str, last: str, repeats: int) -> dict[str, dict]:
 
 
 def _spark(root: Path, first: str, last: str) -> dict[str, float]:
-    from jobs.query_spark import SparkEngine
-    from jobs.spark import build_spark
+    from jobs.analytics.query_spark import SparkEngine
+    from jobs.daily.spark import build_spark
 
     started = time.perf_counter()
     spark = build_spark("bench-query", "local[2]")

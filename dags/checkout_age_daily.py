@@ -80,14 +80,14 @@ with DAG(
     resolve_model = BashOperator(task_id="resolve_model", bash_command=RESOLVE)
     score_photos = SparkSubmitOperator(
         task_id="score_photos",
-        application=str(PROJECT / "jobs" / "score_photos.py"),
+        application=str(PROJECT / "jobs" / "daily" / "score_photos.py"),
         application_args=["--date", RUN_DATE, "--root", ROOT, "--model", MODEL],
         name=f"checkout-age-score-{RUN_DATE}",
         **SPARK,
     )
     build_reports = SparkSubmitOperator(
         task_id="build_reports",
-        application=str(PROJECT / "jobs" / "reports.py"),
+        application=str(PROJECT / "jobs" / "daily" / "reports.py"),
         application_args=["--date", RUN_DATE, "--root", ROOT],
         name=f"checkout-age-reports-{RUN_DATE}",
         **SPARK,

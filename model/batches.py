@@ -37,6 +37,7 @@ class FaceBatches(keras.utils.PyDataset):
         augment: bool = False,
         seed: int = 0,
         max_shift: float = 0.1,
+        drop_remainder: bool = False,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
@@ -51,6 +52,7 @@ class FaceBatches(keras.utils.PyDataset):
         self.augment = augment
         self.seed = int(seed)
         self.max_shift = max_shift
+        self.drop_remainder = drop_remainder and len(images) >= batch_size
         self.epoch = 0
         self._order = self._epoch_order()
 
@@ -60,6 +62,8 @@ class FaceBatches(keras.utils.PyDataset):
         return np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
 
     def __len__(self) -> int:
+        if self.drop_remainder:
+            return len(self.images) // self.batch_size
         return -(-len(self.images) // self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -129,7 +129,8 @@ class EpochLog(keras.callbacks.Callback):
                  entry["images_per_s"])
 
 
-def compile_for_training(model: keras.Model, learning_rate: object, config: TrainConfig) -> None:
+def compile_for_training(model: keras.Model, learning_rate: object, config: TrainConfig,
+                         jit_compile: object = "auto") -> None:
     """AdamW (no decay on biases and BatchNorm), Huber loss, MAE metric."""
     optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=config.weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
@@ -137,6 +138,7 @@ def compile_for_training(model: keras.Model, learning_rate: object, config: Trai
         optimizer=optimizer,
         loss=keras.losses.Huber(delta=config.huber_delta),
         metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+        jit_compile=jit_compile,
     )
 
 

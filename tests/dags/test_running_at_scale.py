@@ -36,7 +36,7 @@ def test_connection_sample_gives_its_master(monkeypatch, index):
     resolved = hook._resolve_connection()
     assert (resolved["master"], resolved["deploy_mode"], resolved["queue"]) == (
         master, deploy_mode, queue)
-    command = hook._build_spark_submit_command("jobs/score_photos.py")
+    command = hook._build_spark_submit_command("jobs/daily/score_photos.py")
     assert command[:3] == [SUBMIT, "--master", master]
     if deploy_mode:
         assert command[command.index("--deploy-mode") + 1] == deploy_mode

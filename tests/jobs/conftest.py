@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def spark():
     """A local[1] SparkSession with one shuffle partition (tiny data, fast plans)."""
-    from jobs.spark import build_spark
+    from jobs.daily.spark import build_spark
 
     session = build_spark("checkout-age-tests", "local[1]", shuffle_partitions=1,
                           driver_memory="1g")

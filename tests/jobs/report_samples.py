@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from contract_writer import ratio, segment_row, write_day
 
-from jobs.report_tables import SCHEMAS, ratio, segment_row, write_day
+from jobs.contract import SCHEMAS
 
 DAY1, DAY2 = "2026-03-01", "2026-03-02"
 UTC = dt.UTC

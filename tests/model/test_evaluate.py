@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jobs.cli import main as cli_main
+from jobs.cli.main import main as cli_main
 from model.errors import UserError
 from model.evaluate import evaluate_model, select_rows
 from model.registry import ModelRegistry, ModelVersion

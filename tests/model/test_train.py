@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs.cli import main as cli_main
+from jobs.cli.main import main as cli_main
 from model.dataset import validate_dataset
 from model.net import load_age_model, model_input_size
 from model.predict import predict_ages

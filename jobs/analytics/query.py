@@ -1,0 +1,293 @@
+"""The analysts' query layer: DuckDB over the report tables' Parquet partitions.
+
+    engine = DuckDBEngine("var/data")
+    result = run_query(engine, "segments", make_filters("2026-03-01", "2026-03-30", store="S012"))
+
+`run_query` returns a light `Result` (columns + rows; no pandas, so the command line starts fast);
+the functions `segments`, `recommendations`, `compliance`, `flags` and `quality` return pandas
+DataFrames for notebooks. The SQL lives in `jobs.analytics.query_sql` and is shared with the Spark engine
+(`jobs.analytics.query_spark`). User values are bound parameters, never SQL text; the parquet glob is a
+parameter too, built from a root that was checked to be a directory or an s3 URL.
+
+A query that returns nothing is explained: no data for the range, an unknown store or cashier
+are `UserError`s (one line, exit 2); a valid selection that simply has no rows (no flags that week)
+is an empty result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from jobs.analytics import query_sql as q
+from jobs.analytics.query_sql import Filters, Query, make_filters
+from jobs.contract import partition_files_glob, table_dir
+from model.errors import UserError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+__all__ = ["DuckDBEngine", "Filters", "Result", "make_filters", "run_query"]
+
+QUERY_NAMES = ("segments", "recommendations", "compliance", "flags", "quality")
+# The table whose rows say whether a selection (dates, store, cashier) exists at all.
+ANCHOR_TABLE = {
+    "segments": "segment_category",
+    "recommendations": "segment_category",
+    "compliance": "compliance",
+    "flags": "compliance",
+    "quality": "run_quality",
+}
+_PARAM = re.compile(r"\$(\w+)")
+_GLOB_CHARS = re.compile(r"[*?\[\]{}]")
+
+
+@dataclass
+class Result:
+    """Rows of one query, plus notes for the reader (shown under a table)."""
+
+    name: str
+    columns: list[str]
+    rows: list[tuple]
+    notes: list[str] = field(default_factory=list)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by column name."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The rows as a pandas DataFrame (imports pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.rows, columns=self.columns)
+
+
+class Engine(Protocol):
+    """Runs a `Query` against the report tables under one data root."""
+
+    root: str
+
+    def run(self, query: Query) -> Result: ...
+
+
+def check_root(root: str | Path) -> str:
+    """The data root as DuckDB reads it: an existing directory, or an `s3://`/`s3a://` URL."""
+    text = str(root).rstrip("/")
+    if _GLOB_CHARS.search(text):
+        raise UserError(f"data root {text!r} contains glob characters (*?[]{{}})")
+    if text.startswith(("s3://", "s3a://")):
+        return "s3://" + text.split("://", 1)[1]
+    if "://" in text:
+        raise UserError(f"data root {text!r}: only local directories and s3:// URLs are supported")
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise UserError(f"data root {path} is not a directory")
+    return str(path.resolve())
+
+
+class DuckDBEngine:
+    """An in-memory DuckDB connection reading `ROOT/reports/<table>/date=*/*.parquet`."""
+
+    def __init__(self, root: str | Path, con: duckdb.DuckDBPyConnection | None = None):
+        import duckdb
+
+        self.root = check_root(root)
+        self.con = con if con is not None else duckdb.connect()
+        if self.root.startswith("s3://"):
+            try:
+                self.con.execute("LOAD httpfs")
+                self.con.execute("CREATE SECRET IF NOT EXISTS (TYPE s3, PROVIDER credential_chain)")
+            except duckdb.Error as exc:
+                first_line = str(exc).splitlines()[0]
+                raise UserError(
+                    f"DuckDB cannot read {self.root} here ({first_line}); use --engine spark"
+                ) from None
+
+    def glob(self, table: str) -> str:
+        """Parquet files of every day partition (`_tmp-*`/`_old-*` never match `date=*`)."""
+        return partition_files_glob(self.root, table)
+
+    def run(self, query: Query) -> Result:
+        """Execute `query`, binding its parameters and each table's glob."""
+        import duckdb
+
+        sources = {
+            t: f"read_parquet($src_{t}, hive_partitioning = true, hive_types = {{'date': DATE}})"
+            for t in query.tables
+        }
+        sql = query.render(sources)
+        values = {**query.params, **{f"src_{t}": self.glob(t) for t in query.tables}}
+        used = set(_PARAM.findall(sql))
+        try:
+            cursor = self.con.execute(sql, {k: v for k, v in values.items() if k in used})
+        except duckdb.IOException as exc:
+            if "No files found" in str(exc):
+                self._raise_missing(query.tables)
+            raise
+        columns = [d[0] for d in cursor.description]
+        return Result(query.name, columns, cursor.fetchall())
+
+    def _raise_missing(self, tables: tuple[str, ...]) -> None:
+        for table in tables:
+            found = self.con.execute("SELECT count(*) FROM glob(?)", [self.glob(table)]).fetchone()
+            if not found or found[0] == 0:
+                raise UserError(
+                    f"no report data: {table_dir(self.root, table)} has no date=* partitions "
+                    "(has the daily reports job run for this root?)"
+                )
+
+
+def run_query(engine: Engine, name: str, filters: Filters, **options: Any) -> Result:
+    """Build query `name` (one of QUERY_NAMES), run it, and explain an empty answer.
+
+    Options: segments `by_store`; recommendations `min_support`, `top_n`, `kinds`.
+    Raises UserError for a range with no data or an unknown store/cashier.
+    """
+    kinds = tuple(options.get("kinds") or ("category", "product"))
+    if name == "segments":
+        query = q.segments_query(filters, by_store=options.get("by_store", False))
+    elif name == "recommendations":
+        if options["top_n"] < 1 or not 0 <= options["min_support"] <= 1:
+            raise UserError("--top must be at least 1 and --min-support within 0..1")
+        if filters.store is not None and "product" in kinds:
+            if kinds == ("product",):
+                raise UserError("product recommendations are chain-wide only: drop --store")
+            kinds = ("category",)
+        query = q.recommendations_query(
+            filters, min_support=options["min_support"], top_n=options["top_n"],
+            products="product" in kinds,
+        )
+    elif name in ("compliance", "flags", "quality"):
+        query = {"compliance": q.compliance_query, "flags": q.flags_query,
+                 "quality": q.quality_query}[name](filters)
+    else:
+        raise ValueError(f"unknown query {name!r}")
+    result = engine.run(query)
+    if name == "recommendations" and "category" not in kinds:
+        kind = result.columns.index("kind")
+        result.rows = [row for row in result.rows if row[kind] in kinds]
+    if not result.rows:
+        explain_empty(engine, ANCHOR_TABLE[name], filters)
+        result.notes.append(f"no rows match {filters.describe()}")
+    elif name == "quality":
+        result = add_quality_total(result)
+    if name == "recommendations" and filters.date_from != filters.date_to:
+        result.notes.append(
+            "product rows pool the days each product was in that day's top list "
+            "(days_listed of days); category rows are exact over the whole range"
+        )
+    return result
+
+
+def explain_empty(engine: Engine, table: str, filters: Filters) -> None:
+    """Raise UserError when an empty answer is due to missing data or an unknown id."""
+    where, params = q._where(filters)
+    count = f"SELECT count(*) AS n FROM {{{table}}} WHERE "
+    if engine.run(Query("probe", count + where, params)).rows[0][0] == 0:
+        extent = engine.run(Query(
+            "extent",
+            f"SELECT CAST(min(date) AS STRING), CAST(max(date) AS STRING), "
+            f"count(DISTINCT date) FROM {{{table}}}",
+        )).rows[0]
+        raise UserError(
+            f"no {table} data for {filters.date_from}..{filters.date_to} "
+            f"(the table has {extent[2]} days, {extent[0]} to {extent[1]})"
+        )
+    checks = (("store", "store_id", filters.store), ("cashier", "cashier_id", filters.cashier))
+    for label, column, value in checks:
+        if value is None or (column == "cashier_id" and table not in ("compliance",)):
+            continue
+        anywhere = engine.run(Query("probe", count + f"{column} = $value", {"value": value}))
+        if anywhere.rows[0][0] == 0:
+            sample = engine.run(Query(
+                "sample", f"SELECT DISTINCT {column} FROM {{{table}}} ORDER BY 1 LIMIT 5"
+            ))
+            known = ", ".join(str(row[0]) for row in sample.rows)
+            raise UserError(f"unknown {label} {value!r}: not in {table} on any day (e.g. {known})")
+        in_range = engine.run(Query("probe", count + where + f" AND {column} = $value",
+                                    {**params, "value": value}))
+        if in_range.rows[0][0] == 0:
+            raise UserError(
+                f"{label} {value} has no {table} data for {filters.date_from}..{filters.date_to}"
+            )
+    if filters.store is not None and filters.cashier is not None and table == "compliance":
+        pair = count + "store_id = $store AND cashier_id = $cashier"
+        if engine.run(Query("probe", pair, {"store": filters.store,
+                                            "cashier": filters.cashier})).rows[0][0] == 0:
+            raise UserError(f"cashier {filters.cashier} never worked in store {filters.store}")
+
+
+def add_quality_total(result: Result) -> Result:
+    """Append a `total` row to per-day run_quality rows: counts summed, match_rate re-derived.
+
+    Percentiles cannot be combined from daily percentiles, so the total row leaves them empty;
+    age_group_counts are summed; settings and model version shown when they agree across days.
+    """
+    records = result.records()
+    total: dict[str, Any] = dict.fromkeys(result.columns)
+    total["date"] = "total"
+    for column in q.QUALITY_COUNTS:
+        total[column] = sum(r[column] or 0 for r in records)
+    valid = total["receipts_valid"]
+    total["match_rate"] = total["receipts_matched"] / valid if valid else None
+    for column in ("model_version", "match_window_s", "challenge_age"):
+        seen = sorted({r[column] for r in records if r[column] is not None}, key=str)
+        if len(seen) == 1:
+            total[column] = seen[0]
+        elif column == "model_version" and seen:
+            total[column] = "+".join(seen)  # several versions scored this range
+    groups: dict[str, int] = {}
+    for record in records:
+        for group, photos in json.loads(record["age_group_counts"] or "{}").items():
+            groups[group] = groups.get(group, 0) + int(photos)
+    order = {name: i for i, name in enumerate(q.AGE_GROUP_NAMES)}
+    total["age_group_counts"] = json.dumps(
+        dict(sorted(groups.items(), key=lambda kv: order.get(kv[0], 99))), ensure_ascii=False
+    )
+    rows = [*result.rows, tuple(total[c] for c in result.columns)]
+    notes = [*result.notes, "total row: counts summed, match_rate from the sums; percentiles "
+             "are per day only (they cannot be added)"]
+    return Result(result.name, result.columns, rows, notes)
+
+
+# -- pandas API for notebooks -----------------------------------------------------------------
+
+
+def _frame(root: str | Path, name: str, filters: Filters,
+           con: duckdb.DuckDBPyConnection | None, **options: Any) -> pd.DataFrame:
+    return run_query(DuckDBEngine(root, con), name, filters, **options).to_pandas()
+
+
+def segments(root: str | Path, filters: Filters, *, by_store: bool = False,
+             con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Per (age_group, category) [per store]: counts summed, support/confidence/lift re-derived."""
+    return _frame(root, "segments", filters, con, by_store=by_store)
+
+
+def recommendations(root: str | Path, filters: Filters, *, min_support: float = 0.01,
+                    top_n: int = 10, con: duckdb.DuckDBPyConnection | None = None
+                    ) -> pd.DataFrame:
+    """Top items by lift per (age_group, kind) over the range (see `query_sql` for products)."""
+    return _frame(root, "recommendations", filters, con, min_support=min_support, top_n=top_n)
+
+
+def compliance(root: str | Path, filters: Filters,
+               con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Per cashier: restricted sales, matched photos, flags and flag_rate from the sums."""
+    return _frame(root, "compliance", filters, con)
+
+
+def flags(root: str | Path, filters: Filters,
+          con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Flagged receipts (photo ids for an auditor; never images)."""
+    return _frame(root, "flags", filters, con)
+
+
+def quality(root: str | Path, filters: Filters,
+            con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Per-day run_quality rows plus a `total` row."""
+    return _frame(root, "quality", filters, con)

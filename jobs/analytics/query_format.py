@@ -1,0 +1,99 @@
+"""Render a query `Result` as an aligned text table, CSV or JSON (no pandas: the CLI stays fast)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobs.analytics.query import Result
+
+FORMATS = ("table", "csv", "json")
+_RATIOS = {"support", "confidence", "lift", "revenue_share", "flag_rate", "match_rate"}
+
+
+def plain(value: Any) -> Any:
+    """A JSON/CSV-friendly value: ISO dates, UTC `...Z` timestamps, NaN as None."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="milliseconds") + "Z"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy/decimal scalars from an engine
+        return value.item()
+    return value
+
+
+def cell(column: str, value: Any) -> str:
+    """One table cell: ratios to 4 decimals, roubles to kopecks, ages to 0.1 year."""
+    value = plain(value)
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if column in _RATIOS:
+            return f"{value:.4f}"
+        if column.endswith("_rub"):
+            return f"{value:,.2f}"
+        if column.startswith("age_pred"):
+            return f"{value:.1f}"
+        return f"{value:g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}" if column not in ("lane_id", "rank", "challenge_age") else str(value)
+    return str(value)
+
+
+def to_table(result: Result) -> str:
+    """Columns aligned (numbers right, text left), notes below, `(N rows)` last."""
+    cells = [[cell(c, v) for c, v in zip(result.columns, row, strict=True)]
+             for row in result.rows]
+    numeric = [
+        all(isinstance(plain(row[i]), int | float) or row[i] is None for row in result.rows)
+        and any(row[i] is not None for row in result.rows)
+        for i in range(len(result.columns))
+    ]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(result.columns)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if n else v.ljust(w)
+                         for v, w, n in zip(values, widths, numeric, strict=True)).rstrip()
+
+    out = [line(list(result.columns)), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    out += [f"note: {note}" for note in result.notes]
+    out.append(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})")
+    return "\n".join(out) + "\n"
+
+
+def to_csv(result: Result) -> str:
+    """RFC 4180 CSV with a header row; NULL as an empty field."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(result.columns)
+    for row in result.rows:
+        writer.writerow(["" if plain(v) is None else plain(v) for v in row])
+    return buffer.getvalue()
+
+
+def to_json(result: Result) -> str:
+    """A JSON array of row objects (NULL as null)."""
+    records = [{c: plain(v) for c, v in zip(result.columns, row, strict=True)}
+               for row in result.rows]
+    return json.dumps(records, ensure_ascii=False) + "\n"
+
+
+def render(result: Result, fmt: str) -> str:
+    """`result` in one of FORMATS."""
+    if fmt == "table":
+        return to_table(result)
+    if fmt == "csv":
+        return to_csv(result)
+    if fmt == "json":
+        return to_json(result)
+    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,305 @@
+"""SQL text of the analysts' queries over the report tables, shared by DuckDB and Spark SQL.
+
+Every builder is pure: it takes validated `Filters` and returns a `Query` (SQL text + parameter
+values). User input only ever reaches the database as a bound parameter (`$name`); the text is
+assembled from constant fragments chosen by *which* filters are set. Report tables appear as
+`{table}` placeholders that each engine replaces with its own source (DuckDB: `read_parquet` over
+the `date=*` partitions, Spark: a temporary view).
+
+Roll-up rules (docs/queries.md): counts are summed across stores and days; every ratio is
+recomputed from the summed counts, never averaged. `all_receipts`, `category_receipts` and
+`segment_receipts` repeat on many rows, so they are first de-duplicated per store and day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.config import AGE_GROUPS
+from model.errors import UserError
+
+AGE_GROUP_NAMES: tuple[str, ...] = tuple(name for name, _, _ in AGE_GROUPS)
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# Sort key for age groups in their natural order (constant text built from config, not input).
+AGE_ORDER = (
+    "CASE age_group "
+    + " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(AGE_GROUP_NAMES))
+    + " ELSE 99 END"
+)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Validated query parameters: an inclusive date range and optional ids."""
+
+    date_from: dt.date
+    date_to: dt.date
+    store: str | None = None
+    age_group: str | None = None
+    cashier: str | None = None
+
+    def describe(self) -> str:
+        """Human summary, e.g. `2026-03-01..2026-03-30, store S012`."""
+        parts = [f"{self.date_from}..{self.date_to}" if self.date_from != self.date_to
+                 else str(self.date_from)]
+        for label, value in (("store", self.store), ("age group", self.age_group),
+                             ("cashier", self.cashier)):
+            if value is not None:
+                parts.append(f"{label} {value}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Query:
+    """SQL with `{table}` sources and `$name` parameters, and the parameter values."""
+
+    name: str
+    sql: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Report tables the SQL reads, in order of first use."""
+        return tuple(dict.fromkeys(_PLACEHOLDER.findall(self.sql)))
+
+    def render(self, sources: dict[str, str]) -> str:
+        """The SQL with each `{table}` replaced by `sources[table]` (engine-specific, constant)."""
+        return _PLACEHOLDER.sub(lambda m: sources[m.group(1)], self.sql)
+
+
+def parse_date(text: str, flag: str = "date") -> dt.date:
+    """A strict `YYYY-MM-DD` date, or a UserError naming the flag and the value."""
+    from jobs.contract import parse_date as parse_contract_date
+
+    try:
+        return parse_contract_date(text)
+    except UserError:
+        raise UserError(f"bad {flag} {text!r}: expected a calendar date YYYY-MM-DD") from None
+
+
+def make_filters(
+    date_from: str,
+    date_to: str | None = None,
+    *,
+    store: str | None = None,
+    age_group: str | None = None,
+    cashier: str | None = None,
+) -> Filters:
+    """Validate command-line values into `Filters` (`date_to` defaults to `date_from`)."""
+    start = parse_date(date_from, "--from")
+    end = parse_date(date_to, "--to") if date_to else start
+    if end < start:
+        raise UserError(f"--to {end} is before --from {start}")
+    if age_group is not None and age_group not in AGE_GROUP_NAMES:
+        raise UserError(
+            f"unknown age group {age_group!r}: use one of " + ", ".join(AGE_GROUP_NAMES)
+        )
+    for flag, value in (("--store", store), ("--cashier", cashier)):
+        if value is not None and not value.strip():
+            raise UserError(f"{flag} is empty")
+    return Filters(start, end, store, age_group, cashier)
+
+
+def _where(filters: Filters, *, store: bool = False, age: bool = False,
+           cashier: bool = False) -> tuple[str, dict[str, Any]]:
+    """`date BETWEEN ...` plus the id conditions that apply, and their parameters."""
+    sql = "date BETWEEN $date_from AND $date_to"
+    params: dict[str, Any] = {"date_from": filters.date_from, "date_to": filters.date_to}
+    for wanted, column, name in ((store, "store_id", "store"), (age, "age_group", "age_group"),
+                                 (cashier, "cashier_id", "cashier")):
+        value = getattr(filters, name)
+        if wanted and value is not None:
+            sql += f" AND {column} = ${name}"
+            params[name] = value
+    return sql, params
+
+
+# Per-scope totals from segment_category, each repeated count de-duplicated per store and day.
+# `scope` is either every selected store together ('*') or one store (store_id).
+_SEGMENT_TOTALS = """
+base AS (SELECT * FROM {{segment_category}} WHERE {where}),
+store_days AS (
+  SELECT {scope} AS scope, date, store_id, max(all_receipts) AS all_receipts
+  FROM base GROUP BY {scope}, date, store_id),
+store_totals AS (
+  SELECT scope, sum(all_receipts) AS all_receipts, count(DISTINCT date) AS days,
+         count(DISTINCT store_id) AS stores
+  FROM store_days GROUP BY scope),
+day_categories AS (
+  SELECT {scope} AS scope, date, store_id, category, max(category_receipts) AS category_receipts
+  FROM base GROUP BY {scope}, date, store_id, category),
+category_totals AS (
+  SELECT scope, category, sum(category_receipts) AS category_receipts
+  FROM day_categories GROUP BY scope, category),
+day_segments AS (
+  SELECT {scope} AS scope, date, store_id, age_group, max(segment_receipts) AS segment_receipts,
+         max(segment_revenue_rub) AS segment_revenue_rub
+  FROM base GROUP BY {scope}, date, store_id, age_group),
+segment_totals AS (
+  SELECT scope, age_group, sum(segment_receipts) AS segment_receipts,
+         sum(segment_revenue_rub) AS segment_revenue_rub
+  FROM day_segments GROUP BY scope, age_group),
+cells AS (
+  SELECT {scope} AS scope, age_group, category, sum(receipts) AS receipts, sum(units) AS units,
+         sum(revenue_rub) AS revenue_rub
+  FROM base WHERE {cell_where} GROUP BY {scope}, age_group, category),
+segment_rows AS (
+  SELECT c.scope, c.age_group, c.category, c.receipts, c.units, c.revenue_rub,
+         s.segment_receipts, s.segment_revenue_rub, k.category_receipts, t.all_receipts,
+         t.days, t.stores
+  FROM cells c
+  JOIN segment_totals s ON s.scope = c.scope AND s.age_group = c.age_group
+  JOIN category_totals k ON k.scope = c.scope AND k.category = c.category
+  JOIN store_totals t ON t.scope = c.scope)"""
+
+_SUPPORT = "CAST(receipts AS DOUBLE) / NULLIF({all}, 0)"
+_CONFIDENCE = "CAST(receipts AS DOUBLE) / NULLIF({segment}, 0)"
+_LIFT = "CAST(receipts AS DOUBLE) * {all} / NULLIF(CAST({segment} AS DOUBLE) * {item}, 0)"
+
+
+def _segment_ctes(filters: Filters, *, by_store: bool) -> tuple[str, dict[str, Any]]:
+    where, params = _where(filters, store=True)
+    cell_where, cell_params = _where(filters, store=True, age=True)
+    params.update(cell_params)
+    scope = "store_id" if by_store else "'*'"
+    return _SEGMENT_TOTALS.format(where=where, cell_where=cell_where, scope=scope), params
+
+
+def segments_query(filters: Filters, *, by_store: bool = False) -> Query:
+    """What each age group buys: one row per (age_group, category) [per store], ratios re-derived.
+
+    Args:
+        filters: dates, optional store and age group.
+        by_store: one block per store instead of all selected stores together.
+    """
+    ctes, params = _segment_ctes(filters, by_store=by_store)
+    support = _SUPPORT.format(all="all_receipts")
+    confidence = _CONFIDENCE.format(segment="segment_receipts")
+    lift = _LIFT.format(all="all_receipts", segment="segment_receipts", item="category_receipts")
+    sql = f"""WITH {ctes}
+SELECT {"scope AS store_id, " if by_store else ""}age_group, category, receipts, units,
+       revenue_rub, segment_receipts, segment_revenue_rub, category_receipts, all_receipts,
+       revenue_rub / NULLIF(segment_revenue_rub, 0) AS revenue_share,
+       {support} AS support, {confidence} AS confidence, {lift} AS lift, days, stores
+FROM segment_rows
+ORDER BY {"store_id, " if by_store else ""}{AGE_ORDER}, lift DESC NULLS LAST, category"""
+    return Query("segments", sql, params)
+
+
+def recommendations_query(
+    filters: Filters, *, min_support: float, top_n: int, products: bool = True
+) -> Query:
+    """What each age group buys more than average, over the range, with the daily job's rule.
+
+    Categories are recomputed exactly from `segment_category` (any store selection). Products
+    exist only in the chain-wide daily top lists of `recommendations`, so their counts are pooled
+    over the days the product was listed for that age group (`days_listed` of `days`): exact for
+    one day, an upper-biased view over a range (docs/queries.md).
+    """
+    ctes, params = _segment_ctes(filters, by_store=False)
+    params.update({"min_support": float(min_support), "top_n": int(top_n)})
+    category_rows = """
+  SELECT age_group, 'category' AS kind, category AS item_id, category AS item_name, category,
+         receipts, segment_receipts, category_receipts AS item_receipts, all_receipts,
+         days AS days_listed, days
+  FROM segment_rows"""
+    product_rows = ""
+    if products:
+        listed_where, listed_params = _where(filters, age=True)
+        params.update(listed_params)
+        product_rows = f"""
+  UNION ALL
+  SELECT age_group, 'product' AS kind, item_id, max(item_name) AS item_name,
+         max(category) AS category, sum(receipts) AS receipts,
+         sum(segment_receipts) AS segment_receipts, sum(item_receipts) AS item_receipts,
+         sum(all_receipts) AS all_receipts, count(DISTINCT date) AS days_listed,
+         max(t.days) AS days
+  FROM {{recommendations}} CROSS JOIN (SELECT max(days) AS days FROM store_totals) t
+  WHERE {listed_where} AND kind = 'product'
+  GROUP BY age_group, item_id"""
+    support = _SUPPORT.format(all="all_receipts")
+    confidence = _CONFIDENCE.format(segment="segment_receipts")
+    lift = _LIFT.format(all="all_receipts", segment="segment_receipts", item="item_receipts")
+    sql = f"""WITH {ctes},
+items AS ({category_rows}{product_rows}),
+measured AS (
+  SELECT *, {support} AS support, {confidence} AS confidence, {lift} AS lift FROM items),
+ranked AS (
+  SELECT *, row_number() OVER (PARTITION BY age_group, kind
+                               ORDER BY lift DESC, receipts DESC, item_id) AS rank
+  FROM measured WHERE support >= $min_support AND lift > 1)
+SELECT age_group, kind, rank, item_id, item_name, category, receipts, segment_receipts,
+       item_receipts, all_receipts, support, confidence, lift, days_listed, days
+FROM ranked WHERE rank <= $top_n
+ORDER BY {AGE_ORDER}, kind, rank"""
+    return Query("recommendations", sql, params)
+
+
+def compliance_query(filters: Filters) -> Query:
+    """Per cashier over the range: restricted sales, photos, flags; flag_rate from the sums.
+
+    Rows are split by `challenge_age` so counts made with different thresholds never mix.
+    """
+    where, params = _where(filters, store=True, cashier=True)
+    sql = f"""SELECT store_id, cashier_id, sum(receipts) AS receipts,
+       sum(restricted_receipts) AS restricted_receipts, sum(with_photo) AS with_photo,
+       sum(flagged) AS flagged,
+       CAST(sum(flagged) AS DOUBLE) / NULLIF(sum(with_photo), 0) AS flag_rate,
+       sum(no_photo) AS no_photo, challenge_age, count(DISTINCT date) AS days
+FROM {{compliance}} WHERE {where}
+GROUP BY store_id, cashier_id, challenge_age
+ORDER BY flagged DESC, flag_rate DESC NULLS LAST, store_id, cashier_id, challenge_age"""
+    return Query("compliance", sql, params)
+
+
+def flags_query(filters: Filters) -> Query:
+    """The flagged receipts behind `compliance.flagged` (what an auditor opens; photo ids only)."""
+    where, params = _where(filters, store=True, cashier=True)
+    sql = f"""SELECT date, receipt_id, store_id, lane_id, cashier_id, closed_at, photo_id,
+       age_pred_years, model_version, restricted_units, restricted_revenue_rub, challenge_age
+FROM {{compliance_flags}} WHERE {where}
+ORDER BY date, store_id, closed_at, receipt_id"""
+    return Query("flags", sql, params)
+
+
+QUALITY_COUNTS = (
+    "photos_in", "photos_scored", "photos_quarantined", "photos_matched", "photos_unmatched",
+    "receipts_in", "receipts_valid", "receipts_quarantined", "receipts_matched",
+    "receipts_unmatched", "lines_in", "lines_valid", "lines_quarantined",
+)
+
+
+def quality_query(filters: Filters) -> Query:
+    """One `run_quality` row per day of the range (the total row is added by `add_quality_total`)."""
+    where, params = _where(filters)
+    sql = f"""SELECT CAST(date AS STRING) AS date, {", ".join(QUALITY_COUNTS)},
+       CAST(receipts_matched AS DOUBLE) / NULLIF(receipts_valid, 0) AS match_rate,
+       age_pred_p10, age_pred_p50, age_pred_p90, model_version, match_window_s, challenge_age,
+       age_group_counts
+FROM {{run_quality}} WHERE {where}
+ORDER BY date"""
+    return Query("quality", sql, params)
+
+
+def age_distribution_query(filters: Filters) -> Query:
+    """Scored photos per store and age group over the range (the HTML report's first chart)."""
+    where, params = _where(filters, store=True)
+    sql = f"""SELECT store_id, age_group, count(*) AS photos
+FROM {{photo_scores}} WHERE {where}
+GROUP BY store_id, age_group ORDER BY store_id, {AGE_ORDER}"""
+    return Query("age_distribution", sql, params)
+
+
+def quarantine_reasons_query(filters: Filters, table: str) -> Query:
+    """Quarantined rows per reason (photo_quarantine or receipt_quarantine) over the range."""
+    if table not in ("photo_quarantine", "receipt_quarantine"):
+        raise ValueError(f"not a quarantine table: {table}")
+    where, params = _where(filters)
+    source = "source_file" if table == "receipt_quarantine" else "'photos'"
+    sql = f"""SELECT {source} AS source, reason, count(*) AS quarantined
+FROM {{{table}}} WHERE {where}
+GROUP BY {source}, reason ORDER BY source, quarantined DESC, reason"""
+    return Query(f"{table}_reasons", sql, params)

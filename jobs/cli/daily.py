@@ -1,0 +1,166 @@
+"""`checkout-age simulate | score | reports`: fill a landing day, run the two daily Spark jobs.
+
+`score` and `reports` build a `spark-submit` command for `jobs/daily/score_photos.py` and
+`jobs/daily/reports.py` (the same command Airflow's SparkSubmitOperator runs) and report the job's
+counts. Heavy imports happen inside the handlers so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from model.config import load_settings
+from model.errors import UserError
+
+log = logging.getLogger(__name__)
+JOBS_DIR = Path(__file__).resolve().parents[1] / "daily"  # the spark-submit applications
+
+
+def spark_submit_command(script: str, master: str, job_args: list[str],
+                         driver_memory: str = "2g") -> list[str]:
+    """`<venv>/bin/spark-submit --master M ... jobs/<script> <job_args>` for this venv."""
+    submit = Path(sys.executable).parent / "spark-submit"
+    return [
+        str(submit), "--master", master, "--driver-memory", driver_memory,
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", f"spark.pyspark.driver.python={sys.executable}",
+        str(JOBS_DIR / script), *job_args,
+    ]
+
+
+def _submit(script: str, master: str, job_args: list[str]) -> dict:
+    """Run a job through spark-submit; return the JSON it wrote, or raise UserError."""
+    from jobs.daily.spark import launch_env
+
+    with tempfile.TemporaryDirectory(prefix="checkout-age-") as tmp:
+        out = Path(tmp) / "result.json"
+        command = spark_submit_command(script, master, [*job_args, "--result-json", str(out)])
+        log.info("running %s", " ".join(command))
+        status = subprocess.run(command, env=launch_env(), stdout=subprocess.DEVNULL, check=False)
+        if status.returncode != 0 or not out.is_file():
+            raise UserError(f"{script} failed with exit status {status.returncode} (log above)")
+        return json.loads(out.read_text())
+
+
+def _emit(result: dict, as_json: bool, lines: list[str]) -> int:
+    if as_json:
+        sys.stdout.write(json.dumps(result, sort_keys=True, default=str) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from jobs.contract import check_date
+    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.simulator.simulate import simulate_day
+
+    settings = load_settings()
+    run_date = check_date(args.date)
+    if args.faces is None:
+        raise UserError("no face set: pass --faces DIR or set FACES_DIR")
+    if args.stores < 1 or args.receipts_per_store < 1:
+        raise UserError("--stores and --receipts-per-store must be at least 1")
+    faces = load_test_faces(Path(args.faces), settings.cache_dir, min_age=settings.min_age,
+                            max_age=settings.max_age)
+    day = simulate_day(faces, run_date, args.stores, args.receipts_per_store, args.seed)
+    landing = write_day(day, args.root)
+    result = {"date": run_date, "landing": str(landing), "receipts": len(day.truth_receipts),
+              "receipt_lines": len(day.lines), "photos": len(day.photos),
+              "injected": day.summary["injected"]}
+    return _emit(result, args.json, [
+        f"simulated {run_date}: {result['receipts']} receipts, {result['receipt_lines']} lines, "
+        f"{result['photos']} photos -> {landing}",
+    ])
+
+
+def _score(args: argparse.Namespace) -> int:
+    from jobs.contract import check_date
+
+    check_date(args.date)  # fail fast, before a JVM starts
+    job_args = ["--date", args.date, "--root", args.root, "--registry", args.registry,
+                "--model", args.model, "--batch-size", str(args.batch_size)]
+    result = _submit("score_photos.py", args.master, job_args)
+    return _emit(result, args.json, [
+        f"scored {result['date']} with model {result['model_version']}: "
+        f"{result['photos_in']} photos in, {result['photos_scored']} scored, "
+        f"{result['photos_quarantined']} quarantined {result['quarantine_reasons']}",
+    ])
+
+
+def _reports(args: argparse.Namespace) -> int:
+    from jobs.contract import check_date
+
+    check_date(args.date)
+    job_args = ["--date", args.date, "--root", args.root,
+                "--match-window-s", str(args.match_window_s),
+                "--challenge-age", str(args.challenge_age), "--min-support", str(args.min_support)]
+    result = _submit("reports.py", args.master, job_args)
+    return _emit(result, args.json, [
+        f"reports for {result['date']}: {result['receipts_valid']} receipts "
+        f"({result['receipts_quarantined']} quarantined), {result['receipts_matched']} matched to "
+        f"a photo (match rate {result['match_rate'] or 0:.1%}), model {result['model_version']}",
+    ])
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Attach `simulate`, `score` and `reports` to the top-level parser."""
+    settings = load_settings()
+
+    sim = subparsers.add_parser(
+        "simulate", help="write one simulated checkout day into the landing zone",
+        description="Generate a realistic day (stores, lanes, cashiers, receipts, photos from the "
+        "face set's test split, faults) under ROOT/landing/date=D plus its ground truth.",
+    )
+    sim.add_argument("--date", required=True, help="day, YYYY-MM-DD")
+    sim.add_argument("--stores", type=int, default=5, help="number of stores (default 5)")
+    sim.add_argument("--receipts-per-store", type=int, default=100,
+                     help="customers per store (default 100)")
+    sim.add_argument("--faces", default=settings.faces_dir,
+                     help="labelled face set (default: FACES_DIR)")
+    sim.add_argument("--root", default=settings.data_root, help="data root (default %(default)s)")
+    sim.add_argument("--seed", type=int, default=settings.seed, help="seed (default %(default)s)")
+    sim.add_argument("--json", action="store_true", help="print the result as JSON")
+    sim.set_defaults(handler=_simulate)
+
+    score = subparsers.add_parser(
+        "score", help="Spark job 1: score a day's photos with the production model",
+        description="spark-submit jobs/daily/score_photos.py: decode the day's photos, predict ages, "
+        "replace the day's photo_scores and photo_quarantine partitions.",
+    )
+    _common(score, settings)
+    score.add_argument("--model", default="production",
+                       help="'production' (default), a version id or a .keras path")
+    score.add_argument("--registry", default=str(settings.registry_root),
+                       help="model registry root (default %(default)s)")
+    score.add_argument("--batch-size", type=int, default=settings.score_batch_size,
+                       help="images per model call (default %(default)s)")
+    score.set_defaults(handler=_score)
+
+    rep = subparsers.add_parser(
+        "reports", help="Spark job 2: match receipts to photos and write the report tables",
+        description="spark-submit jobs/daily/reports.py: quarantine bad receipt rows, match receipts "
+        "to photos, write segment, recommendation, compliance and quality tables for the day.",
+    )
+    _common(rep, settings)
+    rep.add_argument("--match-window-s", type=int, default=settings.match_window_s,
+                     help="largest |photo time - receipt time| to match (default %(default)s)")
+    rep.add_argument("--challenge-age", type=int, default=settings.challenge_age,
+                     help="flag restricted sales to faces predicted younger (default %(default)s)")
+    rep.add_argument("--min-support", type=float, default=settings.min_support,
+                     help="minimum support of a recommendation (default %(default)s)")
+    rep.set_defaults(handler=_reports)
+
+
+def _common(parser: argparse.ArgumentParser, settings) -> None:
+    parser.add_argument("--date", required=True, help="day, YYYY-MM-DD")
+    parser.add_argument("--root", default=settings.data_root, help="data root (default %(default)s)")
+    parser.add_argument("--master", default=settings.spark_master,
+                        help="Spark master (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -1,0 +1,121 @@
+"""Where things live under the data root, and atomic replacement of a table's day partition.
+
+Layout (docs/data-contract.md): `ROOT/landing/date=D/...` in, `ROOT/reports/<table>/date=D/` out.
+The root is a local path or an `s3a://` URI. File-system work goes through Hadoop's `FileSystem`
+API in the Spark JVM, so one code path serves both (rename is atomic locally and on HDFS; on S3 it
+is a copy, see the contract's "Reruns" section).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+from jobs.contract import (
+    ASIDE_PREFIX,
+    COMPLETE_MARKER,
+    STAGING_PREFIX,
+    check_columns,
+    landing_dir,
+    partition_dir,
+    table_dir,
+)
+from model.errors import UserError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+def _fs_path(spark: SparkSession, path: str):  # -> (FileSystem, Path) JVM objects
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def path_exists(spark: SparkSession, path: str) -> bool:
+    """Does `path` (file or directory, local or s3a) exist?"""
+    fs, hpath = _fs_path(spark, path)
+    return bool(fs.exists(hpath))
+
+
+def require_complete_day(spark: SparkSession, root: str, run_date: str) -> str:
+    """The landing directory of day D, or `UserError` if its completion marker is absent."""
+    day = landing_dir(root, run_date)
+    if not path_exists(spark, f"{day}/{COMPLETE_MARKER}"):
+        raise UserError(
+            f"landing day {day} has no {COMPLETE_MARKER} marker: the day is missing or incomplete"
+        )
+    return day
+
+
+def _delete_leftovers(spark: SparkSession, table: str, prefix: str) -> None:
+    """Remove `_tmp-D-*` / `_old-D-*` directories a crashed run of the same day left behind."""
+    fs, pattern = _fs_path(spark, f"{table}/{prefix}*")
+    for status in fs.globStatus(pattern) or []:
+        log.warning("removing leftover %s", status.getPath().toString())
+        fs.delete(status.getPath(), True)
+
+
+def _rename(fs, source, target) -> bool:  # JVM FileSystem and Paths
+    """Hadoop rename; False instead of an exception (a local FS raises when `source` is gone)."""
+    try:
+        return bool(fs.rename(source, target))
+    except Exception as exc:  # py4j.protocol.Py4JJavaError
+        log.error("rename %s -> %s failed: %s", source.toString(), target.toString(),
+                  str(exc).splitlines()[0])
+        return False
+
+
+def replace_partition(spark: SparkSession, staged: str, final: str) -> None:
+    """Swap the fully written directory `staged` in as `final` (a `date=D` partition).
+
+    Old partition renamed aside, new one renamed in, old deleted: readers see old or new data,
+    never a mix. Works through Hadoop FileSystem for local paths and s3a URIs.
+    """
+    fs, final_path = _fs_path(spark, final)
+    _, staged_path = _fs_path(spark, staged)
+    parent = final_path.getParent()
+    aside = None
+    if fs.exists(final_path):
+        name = final_path.getName().replace("date=", "")
+        aside = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(
+            parent, f"{ASIDE_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+        )
+        if not _rename(fs, final_path, aside):
+            raise OSError(f"could not move {final} aside to {aside.toString()}")
+    if not _rename(fs, staged_path, final_path):
+        if aside is not None:  # put the old data back rather than leave the day empty
+            _rename(fs, aside, final_path)
+        raise OSError(f"could not rename {staged} to {final}")
+    if aside is not None:
+        fs.delete(aside, True)
+
+
+def write_partition(
+    df: DataFrame, root: str, table: str, run_date: str, *, files: int = 1
+) -> str:
+    """Write `df` as day `run_date` of report `table`, replacing that partition atomically.
+
+    Args:
+        df: rows of the day, without a `date` column (it lives in the directory name).
+        root: data root.
+        table: report table name (a key of `jobs.contract.SCHEMAS`; the columns must match).
+        run_date: YYYY-MM-DD.
+        files: number of Parquet files (coalesced; a day is small).
+
+    Returns:
+        The final partition path.
+    """
+    spark = df.sparkSession
+    base = table_dir(root, table)
+    final = partition_dir(root, table, run_date)
+    check_columns(table, [(f.name, f.dataType.simpleString()) for f in df.schema.fields])
+    _delete_leftovers(spark, base, f"{STAGING_PREFIX}{run_date}-")
+    _delete_leftovers(spark, base, f"{ASIDE_PREFIX}{run_date}-")
+    staged = f"{base}/{STAGING_PREFIX}{run_date}-{uuid.uuid4().hex[:8]}"
+    df.coalesce(files).write.mode("error").parquet(staged)
+    replace_partition(spark, staged, final)
+    log.info("wrote %s", final)
+    return final

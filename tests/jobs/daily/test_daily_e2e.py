@@ -1,0 +1,166 @@
+"""End to end: simulate a small day, score it through `checkout-age score` (spark-submit) with
+the trained smoke model, build the reports through `checkout-age reports`, and check that every
+count adds up and the compliance flags find the simulated sales to minors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+DAY = "2026-03-14"
+STORES, RECEIPTS_PER_STORE, SEED = 6, 100, 11
+
+pytestmark = pytest.mark.slow
+
+
+def _table(root: Path, table: str) -> pd.DataFrame:
+    return pd.read_parquet(root / "reports" / table / f"date={DAY}")
+
+
+def _cli(*args: str) -> dict:
+    command = [str(Path(sys.executable).parent / "checkout-age"), *args, "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def day(faces_dir, trained_registry, tmp_path_factory):
+    """Root of a simulated, scored and reported day, plus the job results and the truth."""
+    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.simulator.simulate import simulate_day
+
+    root = tmp_path_factory.mktemp("daily")
+    faces = load_test_faces(faces_dir, tmp_path_factory.mktemp("face-cache"))
+    simulated = simulate_day(faces, DAY, STORES, RECEIPTS_PER_STORE, SEED)
+    write_day(simulated, str(root))
+    scored = _cli("score", "--date", DAY, "--root", str(root), "--registry",
+                  str(trained_registry), "--master", "local[1]")
+    reported = _cli("reports", "--date", DAY, "--root", str(root), "--master", "local[1]")
+    return root, simulated, scored, reported
+
+
+def test_photo_counts_add_up(day):
+    root, simulated, scored, _ = day
+    injected = simulated.summary["injected"]
+    scores, quarantine = _table(root, "photo_scores"), _table(root, "photo_quarantine")
+    assert scored["photos_in"] == len(simulated.photos)  # every photo id seen exactly once
+    assert scored["photos_scored"] == len(scores)
+    assert scored["photos_quarantined"] == len(quarantine)
+    assert len(scores) + len(quarantine) == len(simulated.photos)
+    assert set(scores.photo_id).isdisjoint(quarantine.photo_id)
+    reasons = quarantine.reason.value_counts().to_dict()
+    decoder = sum(reasons.get(r, 0) for r in ("not_an_image", "unreadable_image"))
+    assert decoder == injected["corrupt_photos"]
+    assert reasons.get("no_metadata", 0) == injected["photos_without_metadata"]
+    assert reasons.get("missing_file", 0) == injected["metadata_without_file"]
+    assert scores.model_version.unique().tolist() == ["v0001"]
+    assert scores.age_pred_years.between(-20, 150).all()
+
+
+def test_receipt_counts_add_up(day):
+    root, simulated, _, reported = day
+    injected = simulated.summary["injected"]
+    quarantine = _table(root, "receipt_quarantine")
+    reasons = quarantine.groupby(["source_file", "reason"]).size().to_dict()
+    assert reasons.get(("receipts.csv", "bad_timestamp")) == injected["bad_timestamp"]
+    assert reasons.get(("receipts.csv", "duplicate_receipt_id")) == injected["duplicate_receipt_id"]
+    for reason in ("unknown_product", "non_positive_quantity", "unknown_receipt"):
+        assert reasons.get(("receipt_lines.csv", reason)) == injected[reason]
+    faulty = simulated.truth_receipts.loc[simulated.truth_receipts.landing_fault != "", "receipt_id"]
+    orphaned = simulated.lines.receipt_id.isin(faulty).sum()
+    assert reasons.get(("receipt_lines.csv", "receipt_quarantined")) == orphaned
+
+    quality = _table(root, "run_quality").iloc[0]
+    ages = _table(root, "receipt_ages")
+    assert quality.receipts_in == len(simulated.receipts)
+    assert quality.receipts_in == quality.receipts_valid + quality.receipts_quarantined
+    assert quality.receipts_valid == len(ages) == ages.receipt_id.nunique()
+    assert quality.receipts_valid == quality.receipts_matched + quality.receipts_unmatched
+    assert quality.lines_in == len(simulated.lines)
+    assert quality.lines_in == quality.lines_valid + quality.lines_quarantined
+    assert quality.receipts_quarantined + quality.lines_quarantined == len(quarantine)
+    assert quality.photos_in == quality.photos_scored + quality.photos_quarantined
+    assert quality.photos_scored == quality.photos_matched + quality.photos_unmatched
+    assert reported["receipts_matched"] == quality.receipts_matched
+
+
+def test_matches_follow_the_true_customer(day):
+    root, simulated, _, _ = day
+    ages = _table(root, "receipt_ages").merge(
+        simulated.truth_receipts[["receipt_id", "photo_id"]].rename(columns={"photo_id": "truth"}),
+        on="receipt_id",
+    )
+    matched = ages[ages.photo_id.notna()]
+    assert matched.photo_id.is_unique
+    assert matched.time_diff_s.abs().max() <= 10
+    # Stray photos can land within a receipt's window, so allow a rare wrong pairing.
+    assert (matched.photo_id == matched.truth).mean() >= 0.95
+    photographed = (ages.truth != "").sum()
+    assert len(matched) >= 0.85 * photographed  # late shots and broken files miss
+
+
+def test_compliance_flags_find_sales_to_minors(day):
+    root, simulated, _, _ = day
+    ages = _table(root, "receipt_ages")
+    flags = _table(root, "compliance_flags")
+    per_cashier = _table(root, "compliance")
+    truth = simulated.truth_receipts.set_index("receipt_id")
+    assert per_cashier.flagged.sum() == len(flags)
+    restricted_truth = truth.loc[ages.receipt_id, "restricted_sold"]
+    assert per_cashier.restricted_receipts.sum() == restricted_truth.sum()
+    assert (per_cashier.no_photo == per_cashier.restricted_receipts - per_cashier.with_photo).all()
+    assert (flags.age_pred_years < 25).all()
+
+    judged = ages[ages.age_pred_years.notna() & restricted_truth.to_numpy()]
+    minors = set(judged.receipt_id[truth.loc[judged.receipt_id, "sold_to_minor"].to_numpy()])
+    flagged = set(flags.receipt_id)
+    assert minors, "the simulated day must contain judged sales to minors"
+    recall = len(minors & flagged) / len(minors)
+    precision = len(minors & flagged) / max(1, len(flagged))
+    chance = len(flagged) / len(judged)
+    print(f"compliance flags: recall {recall:.2f}, precision {precision:.2f}, "
+          f"flag rate {chance:.2f}, minors {len(minors)}, flags {len(flagged)}")
+    # The smoke model (96 px, 1 fine-tuning epoch, MAE ~10-13 years) cannot decide "under 25"
+    # per person, but it does rank teenagers younger than adults. Floors: (1) its estimates
+    # follow true age: rank correlation >= 0.3 over every judged customer (~200 of them; seen
+    # ~0.6), the robust test of signal; (2) a sale to a minor is flagged clearly more often than
+    # a random restricted sale: recall >= 1.5x the flag rate and >= 0.2 (seen: recall 0.33 at a
+    # flag rate of 0.09 over ~15 minor sales; chance would give ~0.09). Precision stays low by
+    # design (Challenge 25 flags every young-looking adult too): reported, not asserted.
+    true_age = truth.loc[judged.receipt_id, "customer_age"].to_numpy()
+    rank_corr = pd.Series(true_age).rank().corr(pd.Series(judged.age_pred_years.to_numpy()).rank())
+    print(f"rank correlation of predicted and true age: {rank_corr:.2f}")
+    assert rank_corr >= 0.3
+    assert recall >= max(0.2, 1.5 * chance)
+
+
+def test_reports_hold_no_image_data(day):
+    root = day[0]
+    for folder in (root / "reports").iterdir():
+        frame = pd.read_parquet(folder / f"date={DAY}")
+        assert not {"path", "content", "pixels", "face_file"} & set(frame.columns), folder.name
+        text = frame.astype(str).to_numpy().ravel()
+        assert not any(".jpg" in value or "/landing/" in value for value in text), folder.name
+
+
+def test_rerun_replaces_partitions(day, spark):
+    from jobs.daily import reports
+
+    root = day[0]
+    before = {t: _table(root, t) for t in reports.REPORT_TABLES}
+    reports.run(spark, root=str(root), run_date=DAY, match_window_s=10, challenge_age=25,
+                min_support=0.01)
+    for table, frame in before.items():
+        again = _table(root, table)
+        key = list(frame.columns)
+        pd.testing.assert_frame_equal(
+            again.sort_values(key, ignore_index=True), frame.sort_values(key, ignore_index=True)
+        )
+    leftovers = [p.name for p in (root / "reports").glob("*/_*")]
+    assert leftovers == []

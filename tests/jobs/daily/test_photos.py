@@ -1,0 +1,115 @@
+"""Score job pieces: which photos can be scored, decoding with reasons, the scoring UDF."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from jobs.daily.csv_lines import read_csv_lines
+from jobs.daily.photos import (
+    PHOTO_META_COLUMNS,
+    age_group,
+    check_photo_metadata,
+    file_photo_ids,
+    photo_inventory,
+    photo_quarantine,
+    photo_scores,
+)
+
+PHOTOS_CSV = """photo_id,store_id,lane_id,captured_at
+pA,S1,1,2026-03-14T10:00:03.120Z
+pB,S1,1,2026-03-14 10:00
+pD,S1,2,2026-03-14T10:00:04Z
+pA,S1,1,2026-03-14T10:00:05Z
+pE,S1,lane2,2026-03-14T10:00:06Z
+,S1,1,2026-03-14T10:00:07Z
+"""
+
+
+def test_inventory_accounts_for_every_file_and_metadata_row(spark, tmp_path):
+    (tmp_path / "photos.csv").write_text(PHOTOS_CSV)
+    meta = check_photo_metadata(read_csv_lines(spark, str(tmp_path / "photos.csv"),
+                                               PHOTO_META_COLUMNS))
+    files = file_photo_ids(spark.createDataFrame([
+        ("file:/d/photos/store=S1/lane=1/pA.jpg", b"a"),
+        ("file:/d/photos/store=S1/lane=2/pA.jpg", b"a2"),
+        ("file:/d/photos/store=S1/lane=1/pB.jpg", b"b"),
+        ("file:/d/photos/store=S1/lane=1/pC.jpg", b"c"),
+        ("file:/d/photos/store=S1/lane=1/pE.jpeg", b"e"),
+    ], "path string, content binary"))
+    inventory = photo_inventory(files, meta).select(
+        "photo_id", "store_id", "lane_id", F.col("content").isNotNull().alias("to_decode"),
+        "reason", "detail",
+    )
+    expected = spark.createDataFrame([
+        ("pA", "S1", 1, True, None, None),
+        ("pB", "S1", 1, False, "bad_metadata", "photos.csv line 3: captured_at 2026-03-14 10:00"),
+        ("pC", None, None, False, "no_metadata", "photo file but no photos.csv row"),
+        ("pD", "S1", 2, False, "missing_file", "metadata row but no photo file"),
+        ("pA", "S1", 1, False, "duplicate_photo_id", "photos.csv line 5 repeats this photo id"),
+        ("pA", None, None, False, "duplicate_photo_id", "a second photo file with this id"),
+        ("pE", "S1", None, False, "bad_metadata", "photos.csv line 6: lane_id lane2"),
+        ("photos.csv:7", "S1", 1, False, "missing_file", "metadata row but no photo file"),
+    ], "photo_id string, store_id string, lane_id int, to_decode boolean, reason string, "
+       "detail string")
+    assertDataFrameEqual(inventory, expected)
+
+
+def test_age_groups_follow_config_bounds(spark):
+    ages = spark.createDataFrame(
+        [(-3.0,), (17.99,), (18.0,), (24.5,), (25.0,), (64.9,), (65.0,), (101.0,), (None,)],
+        "age double",
+    )
+    got = [r.g for r in ages.select(age_group("age").alias("g")).collect()]
+    assert got == ["under 18", "under 18", "18-24", "18-24", "25-34", "55-64", "65+", "65+", None]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small untrained Keras model following the contract: raw pixels (S,S,3) -> age."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    pixels = keras.Input((32, 32, 3), dtype="float32")
+    x = keras.layers.Rescaling(1 / 255)(pixels)
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    age = keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(30.0))(x)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    keras.Model(pixels, age).save(path)
+    return path
+
+
+def test_scoring_udf_matches_in_process_prediction(spark, faces_dir, tiny_model):
+    from jobs.daily.score_photos import age_udf, check_udf, pixels_udf, score_inventory
+    from model.images import decode_face
+    from model.net import load_age_model
+    from model.predict import predict_ages
+
+    names = ["000000.jpg", "000001.jpg", "000002.jpg"]
+    raw = [(faces_dir / "final_files" / name).read_bytes() for name in names]
+    inventory = spark.createDataFrame(
+        [(f"p{i}", "S1", 1, None, data, None, None) for i, data in enumerate(raw)]
+        + [("bad", "S1", 1, None, b"GIF89a-not-really", None, None),
+           ("cut", "S1", 1, None, raw[0][: len(raw[0]) // 3], None, None),
+           ("meta", "S1", 1, None, None, "missing_file", "metadata row but no photo file")],
+        "photo_id string, store_id string, lane_id int, captured_at timestamp, content binary, "
+        "reason string, detail string",
+    )
+    scored = score_inventory(inventory, check_udf(), pixels_udf(32), age_udf(str(tiny_model), 32, 2))
+    rows = {r.photo_id: r for r in scored.collect()}
+
+    expected = predict_ages(load_age_model(tiny_model),
+                            np.stack([decode_face(data, 32) for data in raw]))
+    got = np.array([rows[f"p{i}"].age_pred_years for i in range(3)])
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert [rows[f"p{i}"].reason for i in range(3)] == [None, None, None]
+    assert [rows[p].reason for p in ("bad", "cut", "meta")] == [
+        "not_an_image", "unreadable_image", "missing_file"]
+
+    scores = photo_scores(scored, "v9")
+    assert sorted(r.photo_id for r in scores.collect()) == ["p0", "p1", "p2"]
+    assert {r.model_version for r in scores.collect()} == {"v9"}
+    assert sorted(r.photo_id for r in photo_quarantine(scored).collect()) == ["bad", "cut", "meta"]
