@@ -36,6 +36,7 @@ _TS = pa.timestamp("us", tz="UTC")
 PHOTO_SCORES = "photo_scores"
 PHOTO_QUARANTINE = "photo_quarantine"
 RECEIPT_QUARANTINE = "receipt_quarantine"
+PRODUCT_QUARANTINE = "product_quarantine"
 RECEIPT_AGES = "receipt_ages"
 SEGMENT_CATEGORY = "segment_category"
 RECOMMENDATIONS = "recommendations"
@@ -48,6 +49,7 @@ RUN_QUALITY_COUNTS = (
     "photos_in", "photos_scored", "photos_quarantined", "photos_matched", "photos_unmatched",
     "receipts_in", "receipts_valid", "receipts_quarantined", "receipts_matched",
     "receipts_unmatched", "lines_in", "lines_valid", "lines_quarantined",
+    "products_in", "products_valid", "products_quarantined",
 )
 RUN_QUALITY_IDENTITIES = (
     ("photos_in", "photos_scored", "photos_quarantined"),
@@ -55,12 +57,24 @@ RUN_QUALITY_IDENTITIES = (
     ("receipts_in", "receipts_valid", "receipts_quarantined"),
     ("receipts_valid", "receipts_matched", "receipts_unmatched"),
     ("lines_in", "lines_valid", "lines_quarantined"),
+    ("products_in", "products_valid", "products_quarantined"),
 )
+
+# -- landing bounds --------------------------------------------------------------------------------
+# Numbers no till or camera could produce are rejected (quarantined with the value seen), as are
+# non-finite ones (NaN, Infinity): one such value poisons every sum it reaches. Inclusive bounds.
+MAX_LANE_ID = 999  # lanes per store
+MAX_QUANTITY = 9_999  # items on one receipt line
+MAX_PRICE_RUB = 10_000_000.0  # unit price (0 allowed: free items, promotions)
+MAX_TOTAL_RUB = 100_000_000.0  # receipt total
 
 SCHEMAS: dict[str, pa.Schema] = {
     PHOTO_SCORES: pa.schema([
         ("photo_id", _S), ("store_id", _S), ("lane_id", _I), ("captured_at", _TS),
         ("age_pred_years", _D), ("age_group", _S), ("model_version", _S),
+        ("age_low", _D), ("age_high", _D), ("p_under_legal_age", _D),
+        ("faces_found", _I), ("face_x", _I), ("face_y", _I), ("face_w", _I), ("face_h", _I),
+        ("face_confidence", _D),
     ]),
     PHOTO_QUARANTINE: pa.schema([
         ("photo_id", _S), ("store_id", _S), ("lane_id", _I), ("captured_at", _TS),
@@ -68,6 +82,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     RECEIPT_QUARANTINE: pa.schema([
         ("source_file", _S), ("line_no", _I), ("receipt_id", _S), ("product_id", _S),
+        ("reason", _S), ("detail", _S),
+    ]),
+    PRODUCT_QUARANTINE: pa.schema([
+        ("product_id", _S), ("name", _S), ("category", _S), ("age_restricted", _S),
         ("reason", _S), ("detail", _S),
     ]),
     RECEIPT_AGES: pa.schema([
@@ -120,6 +138,8 @@ def check_columns(table: str, columns: list[tuple[str, str]]) -> None:
     Called by every writer before a partition is written, so a job never publishes a table
     whose shape the readers (queries, report, dashboards) do not expect.
     """
+    if table not in SCHEMAS:
+        raise ValueError(f"table {table!r} is not in the data contract (jobs/contract.py)")
     expected = spark_columns(table)
     if list(columns) != expected:
         got, want = dict(columns), dict(expected)
