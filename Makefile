@@ -39,8 +39,10 @@ demo: setup
 	bash scripts/demo.sh
 
 # Airflow UI (standalone) with the project's DAGs until Ctrl-C; URL and login are printed.
+# It listens on 127.0.0.1 only; `make airflow AIRFLOW_HOST=0.0.0.0` opens it to the network.
+AIRFLOW_HOST ?= 127.0.0.1
 airflow: setup
-	bash scripts/airflow.sh
+	AIRFLOW_HOST=$(AIRFLOW_HOST) bash scripts/airflow.sh
 
 lint: setup
 	.venv/bin/ruff check .

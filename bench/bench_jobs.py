@@ -151,7 +151,7 @@ def compare_scoring(spark, inventory, root: Path, model: tuple[str, str, int, st
         job_s.append(time.perf_counter() - started)
         started = time.perf_counter()
         score_photos.score_inventory(
-            inventory, score_photos.check_udf(), score_photos.pixels_udf(size),
+            inventory, score_photos.face_udf(), score_photos.pixels_udf(size),
             score_photos.age_udf(model_path, size, batch_size),
         ).agg({"age_pred_years": "sum"}).collect()
         stage_s.append(time.perf_counter() - started)

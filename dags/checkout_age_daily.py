@@ -48,9 +48,6 @@ SPARK = {
         "PYTHONHASHSEED": "0",
     },
 }
-# `model show --json` in the log, then the version alone as the last line (the task's XCom).
-RESOLVE = (f"set -o pipefail; {CLI} model show {{{{ params.model_version }}}} --json | tee /dev/stderr"
-           f" | {VENV}/bin/python -c 'import json, sys; print(json.load(sys.stdin)[\"version\"])'")
 
 with DAG(
     dag_id="checkout_age_daily",
@@ -77,7 +74,10 @@ with DAG(
         poke_interval=timedelta(minutes=5),
         timeout=timedelta(hours=12),
     )
-    resolve_model = BashOperator(task_id="resolve_model", bash_command=RESOLVE)
+    resolve_model = BashOperator(  # prints the version alone: the task's XCom
+        task_id="resolve_model",
+        bash_command=f"{CLI} model show {{{{ params.model_version }}}} --version-only",
+    )
     score_photos = SparkSubmitOperator(
         task_id="score_photos",
         application=str(PROJECT / "jobs" / "daily" / "score_photos.py"),

@@ -92,6 +92,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("receipt_id", _S), ("store_id", _S), ("lane_id", _I), ("cashier_id", _S),
         ("closed_at", _TS), ("total_rub", _D), ("photo_id", _S), ("captured_at", _TS),
         ("time_diff_s", _D), ("age_pred_years", _D), ("age_group", _S), ("model_version", _S),
+        ("p_under_legal_age", _D),
     ]),
     SEGMENT_CATEGORY: pa.schema([
         ("store_id", _S), ("age_group", _S), ("category", _S), ("receipts", _L), ("units", _L),
@@ -107,16 +108,18 @@ SCHEMAS: dict[str, pa.Schema] = {
     COMPLIANCE: pa.schema([
         ("store_id", _S), ("cashier_id", _S), ("receipts", _L), ("restricted_receipts", _L),
         ("with_photo", _L), ("flagged", _L), ("flag_rate", _D), ("no_photo", _L),
-        ("challenge_age", _I),
+        ("challenge_age", _I), ("with_probability", _L), ("expected_minor_sales", _D),
     ]),
     COMPLIANCE_FLAGS: pa.schema([
         ("receipt_id", _S), ("store_id", _S), ("lane_id", _I), ("cashier_id", _S),
         ("closed_at", _TS), ("photo_id", _S), ("age_pred_years", _D), ("model_version", _S),
         ("restricted_units", _L), ("restricted_revenue_rub", _D), ("challenge_age", _I),
+        ("p_under_legal_age", _D),
     ]),
     RUN_QUALITY: pa.schema([
         *[(name, _L) for name in RUN_QUALITY_COUNTS],
-        ("match_rate", _D), ("age_pred_p10", _D), ("age_pred_p50", _D), ("age_pred_p90", _D),
+        ("match_rate", _D), ("no_face_rate", _D), ("median_face_px", _D),
+        ("age_pred_p10", _D), ("age_pred_p50", _D), ("age_pred_p90", _D),
         ("age_group_counts", _S), ("model_version", _S), ("match_window_s", _I),
         ("challenge_age", _I),
     ]),

@@ -1,4 +1,4 @@
-"""Batches of (raw pixels, ages) for `model.fit`, fed from in-memory uint8 arrays.
+"""Batches of (raw pixels or cached activations, ages) for `model.fit`, from in-memory arrays.
 
 A `keras.utils.PyDataset` works the same under every Keras backend (no `tf.data`), and its
 batches are pure functions of (seed, epoch, batch index): shuffling and augmentation are
@@ -24,6 +24,11 @@ class FaceBatches(keras.utils.PyDataset):
         augment: apply random flips and shifts (training only).
         seed: fixes the shuffles and augmentations.
         max_shift: largest augmentation shift as a share of the side.
+        drop_remainder: leave out the last, smaller batch (training: every step then has the
+            same shape, so nothing is traced or compiled again mid-epoch).
+        mirrored: the images' mirror-image counterparts (e.g. activations of the flipped
+            pictures, which are not the flipped activations); augmentation then takes a row
+            from here instead of flipping it.
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` for `PyDataset`.
     """
 
@@ -38,6 +43,7 @@ class FaceBatches(keras.utils.PyDataset):
         seed: int = 0,
         max_shift: float = 0.1,
         drop_remainder: bool = False,
+        mirrored: np.ndarray | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
@@ -45,7 +51,10 @@ class FaceBatches(keras.utils.PyDataset):
             raise ValueError(f"{len(images)} images but {len(ages)} ages")
         if len(images) == 0:
             raise ValueError("no images to batch")
+        if mirrored is not None and mirrored.shape != images.shape:
+            raise ValueError(f"mirrored rows {mirrored.shape} differ from images {images.shape}")
         self.images = images
+        self.mirrored = mirrored
         self.ages = np.asarray(ages, dtype=np.float32).reshape(-1, 1)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -71,7 +80,12 @@ class FaceBatches(keras.utils.PyDataset):
         batch = self.images[rows]
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, index, 1))
-            batch = augment_batch(batch, rng, max_shift=self.max_shift)
+            if self.mirrored is None:
+                batch = augment_batch(batch, rng, max_shift=self.max_shift)
+            else:
+                flips = rng.random(len(rows)) < 0.5
+                batch[flips] = self.mirrored[rows[flips]]
+                batch = augment_batch(batch, rng, flip_prob=0.0, max_shift=self.max_shift)
         return batch.astype(np.float32), self.ages[rows]
 
     def on_epoch_end(self) -> None:

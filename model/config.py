@@ -45,6 +45,26 @@ def band_of(age: float, bands: tuple[tuple[str, int, int], ...] = EVAL_BANDS) ->
     return bands[0][0] if age < bands[0][1] else bands[-1][0]
 
 
+# Training profiles (docs/model.md "Profiles"): the defaults of `model train` for each kind of
+# machine. "gpu": full fine-tuning (head warm-up, then every layer). "cpu": the frozen early
+# layers' activations are computed once (and once for the mirrored images) and only the last
+# blocks and the head are fine-tuned on them; the saved model still takes raw pixels.
+# "quick": the cpu logic on a 3,000-face subset at 96 px (the demo). `cpu_images_per_s`
+# (training images per second on 2 cores, bench/results/train_cpu_profile.json) lets a run
+# that cannot finish in its time limit be refused before it starts.
+TRAIN_PROFILES: dict[str, dict[str, object]] = {
+    "gpu": {"feature_cache": False, "size": 160, "backbone": "mobilenet_v2", "batch_size": 64,
+            "head_epochs": 2, "epochs": 30, "learning_rate": 5e-4, "patience": 6,
+            "limit": None, "cpu_images_per_s": 90.0},
+    "cpu": {"feature_cache": True, "size": 160, "backbone": "mobilenet_v2", "batch_size": 64,
+            "head_epochs": 1, "epochs": 14, "learning_rate": 1e-3, "patience": 4,
+            "limit": None, "frozen_until": "block_12_add", "cpu_images_per_s": 300.0},
+    "quick": {"feature_cache": True, "size": 96, "backbone": "mobilenet_v2", "batch_size": 64,
+              "head_epochs": 1, "epochs": 6, "learning_rate": 1e-3, "patience": 3,
+              "limit": 3000, "frozen_until": "block_12_add", "cpu_images_per_s": 700.0},
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every tunable of the system, with production-sensible defaults."""
@@ -63,10 +83,13 @@ class Settings:
     max_side_px: int = 8000
     max_pixels: int = 40_000_000
 
-    # Training defaults (quick CPU values are passed explicitly by the demo).
-    image_size: int = 160
-    backbone: str = "mobilenet_v2"
-    batch_size: int = 64
+    # Training: a named profile (TRAIN_PROFILES below) supplies every training default; these
+    # settings override single values of it (None: the profile's value).
+    train_profile: str = "cpu"
+    image_size: int | None = None
+    backbone: str | None = None
+    batch_size: int | None = None
+    train_max_minutes: int = 180  # a run estimated to need longer is refused up front
 
     # Promotion gate.
     gate_max_mae: float = 8.0
@@ -77,10 +100,23 @@ class Settings:
     score_batch_size: int = 64
     legal_age: int = 18
     challenge_age: int = 25
+    # "Minor" tiers of a flag's calibrated P(age < legal_age) (model/calibration.py, issue 12).
+    likely_minor_p: float = 0.5  # at least this: "likely minor"
+    possible_minor_p: float = 0.2  # at least this: "possible minor"; below: "probably adult"
+    calibration_coverage: float = 0.8  # central share of the age_low..age_high interval
     match_window_s: int = 10
     min_support: float = 0.01
+    top_n: int = 10  # recommendations per age group and kind
     min_match_rate: float = 0.5
     photo_retention_days: int = 30
+
+    # Checkout frames (model/faces.py, docs/frames.md).
+    photo_format: str = "auto"  # auto | frames | crops: how the score job treats photos
+    crop_max_px: int = 400  # auto: a photo no larger than this on both sides is a face crop
+    detect_width_px: int = 480  # frames are scaled to this width for face detection
+    min_face_px: int = 64  # a customer face narrower than this is quarantined (face_too_small)
+    min_face_confidence: float = 0.90  # detections below this are not faces
+    max_no_face_rate: float = 0.5  # check-quality fails a day whose frames have no face above it
 
     def with_overrides(self, **changes: object) -> Settings:
         """Copy with some fields replaced (used by command-line flags)."""
@@ -111,21 +147,31 @@ def load_settings() -> Settings:
         "max_age": int,
         "image_size": int,
         "batch_size": int,
+        "train_max_minutes": int,
         "gate_max_mae": float,
         "gate_tolerance": float,
         "score_batch_size": int,
         "legal_age": int,
         "challenge_age": int,
+        "likely_minor_p": float,
+        "possible_minor_p": float,
+        "calibration_coverage": float,
         "match_window_s": int,
         "min_support": float,
+        "top_n": int,
         "min_match_rate": float,
         "photo_retention_days": int,
+        "crop_max_px": int,
+        "detect_width_px": int,
+        "min_face_px": int,
+        "min_face_confidence": float,
+        "max_no_face_rate": float,
     }
     for name, cast in numeric.items():
         raw = _env(f"CHECKOUT_AGE_{name.upper()}")
         if raw is not None:
             changes[name] = cast(raw)
-    for name in ("backbone", "spark_master"):
+    for name in ("backbone", "spark_master", "photo_format", "train_profile"):
         raw = _env(f"CHECKOUT_AGE_{name.upper()}")
         if raw is not None:
             changes[name] = raw

@@ -2,8 +2,10 @@
 
 Error is reported overall, by age band (`config.EVAL_BANDS`) and by gender, never only as a
 mean (domain notes), plus the compliance figures that matter for selling alcohol and tobacco:
-how often a true minor is estimated 18+ or 25+ (the NIST "Challenge-25" false positive rate)
-and how often a young adult is estimated under 18.
+how often a true minor is estimated of legal age or of challenge age (the NIST "Challenge-25"
+false positive rate) and how often a young adult is estimated under the legal age. The two ages
+are `Settings.legal_age` and `Settings.challenge_age` (18 and 25 unless configured); each result
+records the ages it used.
 """
 
 from __future__ import annotations
@@ -12,11 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model.config import EVAL_BANDS
-
-LEGAL_AGE = 18
-CHALLENGE_AGE = 25
-YOUNG_ADULT_UPPER = 25  # true ages 18..24 count as young adults
+from model.config import EVAL_BANDS, Settings
 
 
 def _error_summary(errors: np.ndarray) -> dict:
@@ -36,6 +34,9 @@ def age_metrics(
     y_true: Sequence[float] | np.ndarray,
     y_pred: Sequence[float] | np.ndarray,
     gender: Sequence[object] | np.ndarray | None = None,
+    *,
+    legal_age: int = Settings.legal_age,
+    challenge_age: int = Settings.challenge_age,
 ) -> dict:
     """Error figures for predicted ages against true ages (years).
 
@@ -43,14 +44,17 @@ def age_metrics(
         y_true: true ages.
         y_pred: estimated ages, same length.
         gender: optional labels per row; missing values (None/NaN/"") count as "unknown".
+        legal_age: minors are under it (`Settings.legal_age`).
+        challenge_age: a sale is challenged below it (`Settings.challenge_age`).
 
     Returns:
         `n`, `mae`, `rmse`, `bias`; `by_band` {band: {n, mae, bias}} over every band of
         `EVAL_BANDS` (empty bands have n=0 and None figures); `by_gender` {label: {n, mae,
-        bias}} when `gender` is given; `minors_pred_ge_18` and `minors_pred_ge_25` (share of
-        true minors, under 18, estimated at least 18 / 25), `adults_18_24_pred_lt_18` (share
-        of true 18-24 year olds estimated under 18), with the group sizes `n_minors` and
-        `n_adults_18_24`. Shares of empty groups are None.
+        bias}} when `gender` is given; `legal_age` and `challenge_age` as used;
+        `minors_pred_ge_legal` and `minors_pred_ge_challenge` (share of true minors estimated
+        at least the legal / challenge age), `young_adults_pred_lt_legal` (share of true young
+        adults, legal age up to under the challenge age, estimated under the legal age), with
+        the group sizes `n_minors` and `n_young_adults`. Shares of empty groups are None.
     """
     true = np.asarray(y_true, dtype=np.float64).reshape(-1)
     pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
@@ -75,13 +79,14 @@ def age_metrics(
         result["by_gender"] = {
             str(label): _error_summary(errors[labels == label]) for label in sorted(set(labels))
         }
-    minors = true < LEGAL_AGE
-    young_adults = (true >= LEGAL_AGE) & (true < YOUNG_ADULT_UPPER)
+    minors = true < legal_age
+    young_adults = (true >= legal_age) & (true < challenge_age)
+    result["legal_age"], result["challenge_age"] = legal_age, challenge_age
     result["n_minors"] = int(minors.sum())
-    result["minors_pred_ge_18"] = _share(pred[minors] >= LEGAL_AGE)
-    result["minors_pred_ge_25"] = _share(pred[minors] >= CHALLENGE_AGE)
-    result["n_adults_18_24"] = int(young_adults.sum())
-    result["adults_18_24_pred_lt_18"] = _share(pred[young_adults] < LEGAL_AGE)
+    result["minors_pred_ge_legal"] = _share(pred[minors] >= legal_age)
+    result["minors_pred_ge_challenge"] = _share(pred[minors] >= challenge_age)
+    result["n_young_adults"] = int(young_adults.sum())
+    result["young_adults_pred_lt_legal"] = _share(pred[young_adults] < legal_age)
     return result
 
 

@@ -11,9 +11,10 @@ complete or absent. The alias file holds the current version and the stack of ea
 (for rollback) in ONE file that is replaced atomically (temp file, fsync, `os.replace`): a
 crash at any point of a promotion leaves either the old or the new alias, never a mix.
 
-Promotion gate: the candidate's test MAE must be at most `max_mae` (default 8.0 years, the
-original study's requirement) and at most the current production's test MAE plus `tolerance`
-(absolute years, default 0.10). Both MAEs come from each version's own test split.
+Promotion gate: the candidate's test MAE must be at most `max_mae` (`Settings.gate_max_mae`,
+the original study's requirement) and at most the current production's test MAE plus
+`tolerance` (absolute years, `Settings.gate_tolerance`). Both MAEs come from each version's
+own test split.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model.config import Settings
 from model.errors import UserError
 
 PRODUCTION = "production"
@@ -283,7 +285,8 @@ class ModelRegistry:
         )
 
     def promote(
-        self, version: str, *, max_mae: float = 8.0, tolerance: float = 0.10
+        self, version: str, *, max_mae: float = Settings.gate_max_mae,
+        tolerance: float = Settings.gate_tolerance,
     ) -> PromotionResult:
         """Point `production` at `version` if it passes the gate (see the module docstring)."""
         with self._locked():

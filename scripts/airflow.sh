@@ -12,11 +12,13 @@ source scripts/airflow_env.sh
 export PATH="$PWD/.venv-airflow/bin:$PATH"  # standalone starts its parts as `airflow ...`
 AIRFLOW=.venv-airflow/bin/airflow
 PORT="${AIRFLOW__API__PORT:-8080}"
+HOST="$AIRFLOW__API__HOST"  # 127.0.0.1 unless AIRFLOW_HOST / AIRFLOW__API__HOST open it up
+HEALTH="http://127.0.0.1:$PORT/api/v2/monitor/health"
 LOG="$AIRFLOW_HOME/standalone.log"
 PASSWORDS="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 mkdir -p "$AIRFLOW_HOME"
 
-if curl -s -o /dev/null "http://localhost:$PORT/api/v2/monitor/health"; then
+if curl -s -o /dev/null "$HEALTH"; then
     echo "something already answers on port $PORT: stop it or set AIRFLOW__API__PORT" >&2
     exit 1
 fi
@@ -72,7 +74,7 @@ stop() {
 trap stop INT TERM EXIT
 
 for _ in $(seq 1 180); do
-    if curl -s -o /dev/null "http://localhost:$PORT/api/v2/monitor/health" && [[ -s "$PASSWORDS" ]]; then
+    if curl -s -o /dev/null "$HEALTH" && [[ -s "$PASSWORDS" ]]; then
         break
     fi
     if ! kill -0 "$STANDALONE" 2>/dev/null; then
@@ -86,7 +88,7 @@ done
 password="$(.venv-airflow/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' "$PASSWORDS")"
 cat <<EOF
 
-  Airflow UI:  http://localhost:$PORT
+  Airflow UI:  http://$([[ $HOST == 0.0.0.0 ]] && hostname || echo "$HOST"):$PORT   (listening on $HOST)
   login:       admin / $password
   DAGs:        checkout_age_daily, age_model_retrain (paused until you unpause them)
   data root:   $CHECKOUT_AGE_DATA_ROOT     registry: $MODEL_REGISTRY

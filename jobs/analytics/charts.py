@@ -1,80 +1,97 @@
-"""Hand-built inline SVG charts for the HTML report (no scripts, no fonts, no network).
+"""Inline SVG charts for the HTML report (no scripts, no fonts, no network).
 
-Each function takes plain data and returns one `<svg>` string sized in CSS pixels; every piece of
-data text is escaped. Hover text comes from SVG `<title>` elements.
+Each chart function takes plain data, lays it out as shapes (rects, texts, grid lines, sized in
+CSS pixels) and renders them through `templates/chart.svg.j2`, which escapes every piece of text.
+Hover text comes from SVG `<title>` elements.
 """
 
 from __future__ import annotations
 
 import math
-from html import escape
+
+from markupsafe import Markup
+
+from jobs.analytics.templating import render
 
 # Viridis steps: ordered age groups read as an ordered colour ramp (and survive colour blindness).
 SEQUENTIAL = ("#440154", "#443983", "#31688e", "#21918c", "#35b779", "#90d743", "#fde725")
-FONT = 'font-family="system-ui, sans-serif" font-size="12"'
+LOW_SUPPORT = "url(#lowsupport)"  # the hatch pattern a chart declares with `hatch=True`
 _BLUE, _RED = (33, 102, 172), (178, 24, 43)
+_GREY, _DARK = "#555", "#333"
+
+Shape = dict[str, object]
 
 
-def _svg(width: float, height: float, label: str, body: list[str]) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{escape(label)}" {FONT}>'
-        f"<title>{escape(label)}</title>{''.join(body)}</svg>"
-    )
+def _rect(x: float, y: float, w: float, h: float, fill: str, tip: str | None = None,
+          stroke: str | None = None) -> Shape:
+    return {"kind": "rect", "x": x, "y": y, "w": w, "h": h, "fill": fill, "tip": tip,
+            "stroke": stroke}
 
 
-def _text(x: float, y: float, text: str, anchor: str = "start", extra: str = "") -> str:
-    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" {extra}>'
-            f"{escape(str(text))}</text>")
+def _text(x: float, y: float, text: object, anchor: str = "start", fill: str | None = None,
+          weight: str | None = None) -> Shape:
+    return {"kind": "text", "x": x, "y": y, "text": str(text), "anchor": anchor, "fill": fill,
+            "weight": weight}
 
 
-def _legend(items: list[tuple[str, str]], x: float, y: float, width: float) -> tuple[list, float]:
-    """Swatches with labels, wrapped to `width`; returns the elements and the height used."""
-    parts, cx, cy = [], x, y
+def _grid(xs: list[float], y1: float, y2: float) -> list[Shape]:
+    """Vertical grid lines at `xs` from `y1` to `y2`."""
+    return [{"kind": "line", "x": x, "y1": y1, "y2": y2} for x in xs]
+
+
+def _svg(width: float, height: float, label: str, shapes: list[Shape],
+         hatch: bool = False) -> Markup:
+    return render("chart.svg.j2", width=width, height=height, label=label, shapes=shapes,
+                  hatch=hatch)
+
+
+def _legend(items: list[tuple[str, str]], x: float, y: float,
+            width: float) -> tuple[list[Shape], float]:
+    """Swatches with labels, wrapped to `width`; returns the shapes and the height used."""
+    shapes: list[Shape] = []
+    cx, cy = x, y
     for label, colour in items:
         step = 22 + 7.2 * len(label) + 14
         if cx + step > x + width and cx > x:
             cx, cy = x, cy + 18
-        parts.append(f'<rect x="{cx:.1f}" y="{cy:.1f}" width="12" height="12" fill="{colour}"/>')
-        parts.append(_text(cx + 17, cy + 10.5, label))
+        shapes += [_rect(cx, cy, 12, 12, colour), _text(cx + 17, cy + 10.5, label)]
         cx += step
-    return parts, cy - y + 18
+    return shapes, cy - y + 18
+
+
+def _percent_axis(left: float, plot: float, y: float, fracs: tuple[float, ...]) -> list[Shape]:
+    """`0 %` ... `100 %` labels under a 0-1 axis."""
+    return [_text(left + plot * f, y, f"{f * 100:.0f} %", "middle", _GREY) for f in fracs]
 
 
 def stacked_shares(rows: list[tuple[str, dict[str, int]]], groups: list[str], label: str,
-                   colours: tuple[str, ...] = SEQUENTIAL, width: int = 860) -> str:
+                   colours: tuple[str, ...] = SEQUENTIAL, width: int = 860) -> Markup:
     """One 100 % bar per row (e.g. store) split by group share; `n` printed at the right."""
     left, right, bar, gap = 70, 70, 14, 4
     legend, legend_h = _legend(
         [(g, colours[i % len(colours)]) for i, g in enumerate(groups)], left, 4, width - left)
     top = legend_h + 26
     plot = width - left - right
-    body = [*legend, _text(left, top - 8, "share of scored photos (0-100 %)", extra='fill="#555"')]
-    for frac in (0, 0.25, 0.5, 0.75, 1):
-        x = left + plot * frac
-        body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" '
-                    f'y2="{top + len(rows) * (bar + gap)}" stroke="#ddd"/>')
+    bottom = top + len(rows) * (bar + gap)
+    shapes = [*legend, _text(left, top - 8, "share of scored photos (0-100 %)", fill=_GREY),
+              *_grid([left + plot * f for f in (0, 0.25, 0.5, 0.75, 1)], top, bottom)]
     for i, (name, counts) in enumerate(rows):
         y = top + i * (bar + gap)
         total = sum(counts.values())
-        body.append(_text(left - 6, y + bar - 3, name, "end"))
+        shapes.append(_text(left - 6, y + bar - 3, name, "end"))
         x = float(left)
         for j, group in enumerate(groups):
             count = counts.get(group, 0)
             if not total or not count:
                 continue
             w = plot * count / total
-            body.append(
-                f'<rect x="{x:.2f}" y="{y}" width="{w:.2f}" height="{bar}" '
-                f'fill="{colours[j % len(colours)]}"><title>{escape(name)} {escape(group)}: '
-                f"{count} photos ({100 * count / total:.1f} %)</title></rect>")
+            shapes.append(_rect(x, y, w, bar, colours[j % len(colours)],
+                                f"{name} {group}: {count} photos ({100 * count / total:.1f} %)"))
             x += w
-        body.append(_text(left + plot + 6, y + bar - 3, f"n={total:,}", extra='fill="#555"'))
-    height = top + len(rows) * (bar + gap) + 24
-    for frac in (0, 0.5, 1):
-        body.append(_text(left + plot * frac, height - 6, f"{frac * 100:.0f} %", "middle",
-                          'fill="#555"'))
-    return _svg(width, height, label, body)
+        shapes.append(_text(left + plot + 6, y + bar - 3, f"n={total:,}", fill=_GREY))
+    height = bottom + 24
+    return _svg(width, height, label,
+                shapes + _percent_axis(left, plot, height - 6, (0, 0.5, 1)))
 
 
 def lift_colour(lift: float | None) -> str:
@@ -87,74 +104,73 @@ def lift_colour(lift: float | None) -> str:
     return "#{:02x}{:02x}{:02x}".format(*mix)
 
 
+def _heat_cell(x: float, y: float, w: int, h: int, row: str, col: str,
+               cell: dict | None) -> list[Shape]:
+    """One heatmap cell: its colour (hatched when muted or empty), hover text and lift figure."""
+    lift = cell.get("lift") if cell else None
+    muted = bool(cell and cell.get("muted"))
+    fill = LOW_SUPPORT if muted or cell is None else lift_colour(lift)
+    tip = cell["tip"] if cell else f"{row} / {col}: no receipts"
+    shapes = [_rect(x, y, w - 2, h - 2, fill, tip)]
+    if lift is not None:
+        dark = not muted and abs(math.log2(max(lift, 1e-9))) > 1.2
+        colour = "#fff" if dark else ("#888" if muted else "#111")
+        shapes.append(_text(x + w / 2 - 1, y + h / 2 + 4, f"{lift:.2f}", "middle", colour))
+    return shapes
+
+
+def _lift_scale(left: float, y: float) -> tuple[list[Shape], float]:
+    """The colour key under the heatmap; returns the shapes and the x where the key ends."""
+    shapes = [_text(left, y + 10, "lift:", "end", _GREY)]
+    for k, value in enumerate((0.25, 0.5, 0.75, 1, 1.5, 2, 4)):
+        x = left + 8 + k * 56
+        shapes += [_rect(x, y, 50, 14, lift_colour(value), stroke="#ccc"),
+                   _text(x + 25, y + 28, f"{value:g}", "middle", _GREY)]
+    x = left + 8 + 7 * 56 + 12
+    shapes += [_rect(x, y, 50, 14, LOW_SUPPORT, stroke="#ccc"),
+               _text(x + 56, y + 11, "support below the floor", fill=_GREY)]
+    return shapes, x
+
+
 def heatmap(rows: list[str], columns: list[str], cells: dict[tuple[str, str], dict],
-            label: str, cell_w: int = 84, cell_h: int = 24) -> str:
+            label: str, cell_w: int = 84, cell_h: int = 24) -> Markup:
     """Lift heatmap: `cells[(row, col)]` = {"lift", "muted", "tip"}; muted cells are hatched."""
     left, top = 130, 40
     width = left + cell_w * len(columns) + 20
-    body = ['<defs><pattern id="lowsupport" width="6" height="6" patternUnits="userSpaceOnUse" '
-            'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f4f4f4"/>'
-            '<line x1="0" y1="0" x2="0" y2="6" stroke="#ccc" stroke-width="2"/></pattern></defs>']
-    for j, col in enumerate(columns):
-        body.append(_text(left + j * cell_w + cell_w / 2, top - 10, col, "middle",
-                          'font-weight="600"'))
+    shapes = [_text(left + j * cell_w + cell_w / 2, top - 10, col, "middle", weight="600")
+              for j, col in enumerate(columns)]
     for i, row in enumerate(rows):
         y = top + i * cell_h
-        body.append(_text(left - 8, y + cell_h / 2 + 4, row, "end"))
+        shapes.append(_text(left - 8, y + cell_h / 2 + 4, row, "end"))
         for j, col in enumerate(columns):
-            x = left + j * cell_w
-            cell = cells.get((row, col))
-            lift = cell.get("lift") if cell else None
-            muted = bool(cell and cell.get("muted"))
-            fill = "url(#lowsupport)" if muted or cell is None else lift_colour(lift)
-            tip = escape(cell["tip"]) if cell else f"{escape(row)} / {escape(col)}: no receipts"
-            body.append(f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" '
-                        f'fill="{fill}"><title>{tip}</title></rect>')
-            if lift is not None:
-                dark = not muted and abs(math.log2(max(lift, 1e-9))) > 1.2
-                colour = "#fff" if dark else ("#888" if muted else "#111")
-                body.append(_text(x + cell_w / 2 - 1, y + cell_h / 2 + 4, f"{lift:.2f}",
-                                  "middle", f'fill="{colour}"'))
+            shapes += _heat_cell(left + j * cell_w, y, cell_w, cell_h, row, col,
+                                 cells.get((row, col)))
     y = top + len(rows) * cell_h + 16
-    body.append(_text(left, y + 10, "lift:", "end", 'fill="#555"'))
-    for k, value in enumerate((0.25, 0.5, 0.75, 1, 1.5, 2, 4)):
-        x = left + 8 + k * 56
-        body.append(f'<rect x="{x}" y="{y}" width="50" height="14" fill="{lift_colour(value)}" '
-                    'stroke="#ccc"/>')
-        body.append(_text(x + 25, y + 28, f"{value:g}", "middle", 'fill="#555"'))
-    x = left + 8 + 7 * 56 + 12
-    body.append(f'<rect x="{x}" y="{y}" width="50" height="14" fill="url(#lowsupport)" '
-                'stroke="#ccc"/>')
-    body.append(_text(x + 56, y + 11, "support below the floor", extra='fill="#555"'))
-    return _svg(max(width, x + 220), y + 40, label, body)
+    scale, x = _lift_scale(left, y)
+    return _svg(max(width, x + 220), y + 40, label, shapes + scale, hatch=True)
 
 
 def rate_bars(rows: list[tuple[str, float | None, str]], label: str, axis: str,
-              width: int = 860, colour: str = "#b2182b") -> str:
+              width: int = 860, colour: str = "#b2182b") -> Markup:
     """Horizontal bars of a 0-1 rate per row with an annotation (e.g. `3 of 12`) to the right."""
     left, right, bar, gap, top = 130, 190, 14, 6, 22
     plot = width - left - right
-    body = [_text(left, 14, axis, extra='fill="#555"')]
-    for frac in (0, 0.25, 0.5, 0.75, 1):
-        x = left + plot * frac
-        body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" '
-                    f'y2="{top + len(rows) * (bar + gap)}" stroke="#ddd"/>')
+    bottom = top + len(rows) * (bar + gap)
+    shapes = [_text(left, 14, axis, fill=_GREY),
+              *_grid([left + plot * f for f in (0, 0.25, 0.5, 0.75, 1)], top, bottom)]
     for i, (name, rate, note) in enumerate(rows):
         y = top + i * (bar + gap)
-        body.append(_text(left - 6, y + bar - 3, name, "end"))
+        shapes.append(_text(left - 6, y + bar - 3, name, "end"))
         if rate is not None:
-            body.append(f'<rect x="{left}" y="{y}" width="{plot * rate:.2f}" height="{bar}" '
-                        f'fill="{colour}"><title>{escape(name)}: {escape(note)}</title></rect>')
-        body.append(_text(left + plot + 6, y + bar - 3, note, extra='fill="#333"'))
-    height = top + len(rows) * (bar + gap) + 22
-    for frac in (0, 0.25, 0.5, 0.75, 1):
-        body.append(_text(left + plot * frac, height - 6, f"{frac * 100:.0f} %", "middle",
-                          'fill="#555"'))
-    return _svg(width, height, label, body)
+            shapes.append(_rect(left, y, plot * rate, bar, colour, f"{name}: {note}"))
+        shapes.append(_text(left + plot + 6, y + bar - 3, note, fill=_DARK))
+    height = bottom + 22
+    return _svg(width, height, label,
+                shapes + _percent_axis(left, plot, height - 6, (0, 0.25, 0.5, 0.75, 1)))
 
 
 def stacked_counts(rows: list[tuple[str, list[tuple[str, int, str]]]], label: str,
-                   width: int = 860) -> str:
+                   width: int = 860) -> Markup:
     """One full-width bar per row (photos, receipts, ...) split into named parts, total at right.
 
     Rows count different things, so each bar has its own scale; the exact numbers are in the
@@ -166,23 +182,19 @@ def stacked_counts(rows: list[tuple[str, list[tuple[str, int, str]]]], label: st
     for _, parts in rows:
         for name, _, colour in parts:
             seen.setdefault(name, colour)
-    legend, legend_h = _legend(list(seen.items()), left, 4, plot)
+    shapes, legend_h = _legend(list(seen.items()), left, 4, plot)
     top = legend_h + 14
-    body = list(legend)
     for i, (name, parts) in enumerate(rows):
         y = top + i * (bar + gap)
         total = sum(count for _, count, _ in parts)
-        body.append(_text(left - 8, y + bar - 7, name, "end", 'font-weight="600"'))
+        shapes.append(_text(left - 8, y + bar - 7, name, "end", weight="600"))
         x = float(left)
         for part, count, colour in parts:
             w = plot * count / total if total else 0
-            body.append(f'<rect x="{x:.2f}" y="{y}" width="{w:.2f}" height="{bar}" '
-                        f'fill="{colour}"><title>{escape(name)} {escape(part)}: {count:,}'
-                        "</title></rect>")
+            shapes.append(_rect(x, y, w, bar, colour, f"{name} {part}: {count:,}"))
             if w > 8 * len(f"{count:,}") + 8:
-                body.append(_text(x + w / 2, y + bar - 7, f"{count:,}", "middle",
-                                  'fill="#fff"'))
+                shapes.append(_text(x + w / 2, y + bar - 7, f"{count:,}", "middle", "#fff"))
             x += w
         breakdown = ", ".join(f"{c:,} {p}" for p, c, _ in parts)
-        body.append(_text(left, y + bar + 14, f"{total:,} in: {breakdown}", extra='fill="#333"'))
-    return _svg(width, top + len(rows) * (bar + gap) + 4, label, body)
+        shapes.append(_text(left, y + bar + 14, f"{total:,} in: {breakdown}", fill=_DARK))
+    return _svg(width, top + len(rows) * (bar + gap) + 4, label, shapes)

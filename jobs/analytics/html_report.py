@@ -1,8 +1,10 @@
 """`checkout-age report html --date D`: one self-contained HTML page with the day's charts.
 
-Inline CSS and inline SVG (`jobs.analytics.charts`), no scripts, no external resources, no face images (the
-auditor table lists photo ids only). Every data value is escaped. The data comes through the query
-layer (`jobs.analytics.query`), so the page shows exactly what `checkout-age query ... --from D` answers.
+Inline CSS and inline SVG (`jobs.analytics.charts`), no scripts, no external resources, no face
+images (the auditor table lists photo ids only). This module gathers the day's figures into plain
+values; `templates/report.html.j2` lays them out, and Jinja2's autoescaping escapes every value.
+The data comes through the query layer (`jobs.analytics.query`), so the page shows exactly what
+`checkout-age query ... --from D` answers.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +21,13 @@ from jobs.analytics import charts
 from jobs.analytics import query_sql as q
 from jobs.analytics.query import DuckDBEngine, Engine, check_root, make_filters, run_query
 from jobs.analytics.query_format import cell
+from jobs.analytics.templating import render
 from model.errors import UserError
 
 MAX_CHART_CASHIERS = 30
 MAX_FLAG_ROWS = 500
 _PART_COLOURS = {"matched": "#1b7837", "unmatched": "#8fa5b8", "quarantined": "#e08214",
                  "valid": "#5aae61"}
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f6f7f9}
-main{max-width:940px;margin:0 auto;padding:24px}
-h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:0 0 6px}
-.meta{color:#555;margin:0 0 16px}.meta b{color:#1d1d1f}
-section{background:#fff;border:1px solid #e2e4e8;border-radius:8px;padding:16px 18px;margin:16px 0}
-.caveat{background:#fff8e1;border:1px solid #f0d48a;border-radius:8px;padding:10px 14px}
-.kpis{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
-.kpi{background:#fff;border:1px solid #e2e4e8;border-radius:8px;padding:8px 12px;min-width:120px}
-.kpi b{display:block;font-size:20px}.kpi span{color:#555;font-size:12px}
-.note{color:#555;font-size:13px;margin:4px 0 10px}
-table{border-collapse:collapse;font-size:13px;margin:8px 0}
-th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:left}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
-.missing{color:#8a5a00}svg{max-width:100%;height:auto}
-"""
 
 
 @dataclass
@@ -80,16 +66,12 @@ def load_day(engine: Engine, run_date: str) -> DayData:
     return data
 
 
-def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    head = "".join(
-        f'<th class="{"n" if _numeric(rows, key) else ""}">{escape(title)}</th>'
-        for key, title in columns)
-    body = "".join(
-        "<tr>" + "".join(
-            f'<td class="{"n" if _numeric(rows, key) else ""}">{escape(cell(key, r[key]))}</td>'
-            for key, _ in columns) + "</tr>"
-        for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> dict:
+    """A table for the template: `columns` [(title, numeric)], `rows` of formatted cells."""
+    return {
+        "columns": [(title, _numeric(rows, key)) for key, title in columns],
+        "rows": [[cell(key, r[key]) for key, _ in columns] for r in rows],
+    }
 
 
 def _numeric(rows: list[dict], key: str) -> bool:
@@ -100,25 +82,20 @@ def _percent(rate: float | None) -> str:
     return "-" if rate is None else f"{100 * rate:.1f} %"
 
 
-def _missing(data: DayData, name: str) -> str:
-    return f'<p class="missing">No data: {escape(data.missing[name])}</p>'
-
-
-def _ages_section(data: DayData) -> str:
+def _ages_section(data: DayData) -> dict:
     if "ages" in data.missing:
-        return _missing(data, "ages")
+        return {"missing": data.missing["ages"]}
     stores: dict[str, dict[str, int]] = {}
     for r in data.ages:
         stores.setdefault(r["store_id"], {})[r["age_group"]] = r["photos"]
-    if not stores:
-        return '<p class="missing">No scored photos this day.</p>'
-    return charts.stacked_shares(sorted(stores.items()), list(q.AGE_GROUP_NAMES),
-                                 "Age distribution of scored photos per store")
+    chart = charts.stacked_shares(sorted(stores.items()), list(q.AGE_GROUP_NAMES),
+                                  "Age distribution of scored photos per store") if stores else None
+    return {"missing": None, "chart": chart}
 
 
-def _lift_section(data: DayData, min_support: float) -> str:
+def _lift_section(data: DayData, min_support: float) -> dict:
     if "segments" in data.missing:
-        return _missing(data, "segments")
+        return {"missing": data.missing["segments"]}
     cells = {}
     for r in data.segments:
         lift = r["lift"]
@@ -131,53 +108,44 @@ def _lift_section(data: DayData, min_support: float) -> str:
         }
     categories = sorted({r["category"] for r in data.segments})
     groups = [g for g in q.AGE_GROUP_NAMES if any(r["age_group"] == g for r in data.segments)]
-    return charts.heatmap(categories, groups, cells, "Category lift by age group")
+    return {"missing": None,
+            "chart": charts.heatmap(categories, groups, cells, "Category lift by age group")}
 
 
-def _compliance_section(data: DayData) -> str:
+def _compliance_section(data: DayData) -> dict:
     if "compliance" in data.missing:
-        return _missing(data, "compliance")
+        return {"missing": data.missing["compliance"]}
     rows = data.compliance
     totals = {k: sum(r[k] for r in rows) for k in
               ("receipts", "restricted_receipts", "with_photo", "flagged", "no_photo")}
-    rate = totals["flagged"] / totals["with_photo"] if totals["with_photo"] else None
     judged = [r for r in rows if r["with_photo"]][:MAX_CHART_CASHIERS]
     chart = charts.rate_bars(
         [(r["cashier_id"], r["flag_rate"],
           f"{r['flagged']} flagged of {r['with_photo']} with photo") for r in judged],
         "Flag rate by cashier", "flag rate = flagged / restricted sales with a matched photo",
-    ) if judged else '<p class="note">No restricted sale had a matched photo this day.</p>'
+    ) if judged else None
     columns = [("store_id", "store"), ("cashier_id", "cashier"), ("receipts", "receipts"),
                ("restricted_receipts", "restricted"), ("with_photo", "with photo"),
                ("flagged", "flagged"), ("flag_rate", "flag rate"), ("no_photo", "no photo")]
-    return (
-        f'<p class="note">Chain: {totals["restricted_receipts"]:,} restricted sales, '
-        f'{totals["with_photo"]:,} with a matched photo, {totals["flagged"]:,} flagged '
-        f'(rate {_percent(rate)}), {totals["no_photo"]:,} without a photo '
-        f"(not judged). Chart: up to {MAX_CHART_CASHIERS} cashiers, most flagged first.</p>"
-        f"{chart}<details><summary>All {len(rows)} cashiers</summary>"
-        f"{_table(rows, columns)}</details>"
-    )
+    rate = totals["flagged"] / totals["with_photo"] if totals["with_photo"] else None
+    return {"missing": None, "totals": totals, "rate": _percent(rate), "chart": chart,
+            "max_cashiers": MAX_CHART_CASHIERS, "table": _table(rows, columns)}
 
 
-def _flags_section(data: DayData) -> str:
+def _flags_section(data: DayData) -> dict:
     if "flags" in data.missing:
-        return _missing(data, "flags")
-    if not data.flags:
-        return '<p class="note">No flagged sales this day.</p>'
+        return {"missing": data.missing["flags"]}
     columns = [("receipt_id", "receipt"), ("store_id", "store"), ("lane_id", "lane"),
                ("cashier_id", "cashier"), ("closed_at", "closed at (UTC)"),
                ("photo_id", "photo id"), ("age_pred_years", "predicted age (years)"),
                ("restricted_units", "restricted units"),
                ("restricted_revenue_rub", "restricted revenue (RUB)")]
     shown = data.flags[:MAX_FLAG_ROWS]
-    more = len(data.flags) - len(shown)
-    extra = f'<p class="note">{more} more: use `checkout-age query flags`.</p>' if more else ""
-    return f"<details><summary>{len(data.flags)} flagged receipts</summary>" \
-           f"{_table(shown, columns)}{extra}</details>"
+    return {"missing": None, "total": len(data.flags), "more": len(data.flags) - len(shown),
+            "table": _table(shown, columns)}
 
 
-def _quality_section(data: DayData) -> str:
+def _quality_section(data: DayData) -> dict:
     qr = data.quality
 
     def parts(*names: tuple[str, str]) -> list[tuple[str, int, str]]:
@@ -191,69 +159,42 @@ def _quality_section(data: DayData) -> str:
         ("lines", parts(("lines_valid", "valid"), ("lines_quarantined", "quarantined"))),
     ], "Run quality: photos, receipts and receipt lines")
     counts = json.loads(qr.get("age_group_counts") or "{}")
-    ages = ", ".join(f"{escape(k)}: {v:,}" for k, v in counts.items())
-    pct = " / ".join(cell("age_pred", qr[c]) for c in
-                     ("age_pred_p10", "age_pred_p50", "age_pred_p90"))
-    reasons = (_missing(data, "reasons") if "reasons" in data.missing else
-               _table(data.reasons, [("source", "source"), ("reason", "reason"),
-                                     ("quarantined", "rows")]) if data.reasons else
-               '<p class="note">Nothing quarantined.</p>')
-    return (f"{chart}<p class=\"note\">Match rate {_percent(qr['match_rate'])}"
-            f" (matched / valid receipts, window {escape(str(qr['match_window_s']))} s). "
-            f"Predicted age p10 / p50 / p90: {escape(pct)} years. Photos per age group: "
-            f"{ages or '-'}.</p><h3>Quarantine reasons</h3>{reasons}")
+    return {
+        "chart": chart,
+        "match_rate": _percent(qr["match_rate"]),
+        "window": qr["match_window_s"],
+        "percentiles": " / ".join(cell("age_pred", qr[c]) for c in
+                                  ("age_pred_p10", "age_pred_p50", "age_pred_p90")),
+        "age_groups": ", ".join(f"{k}: {v:,}" for k, v in counts.items()),
+        "reasons_missing": data.missing.get("reasons"),
+        "reasons": _table(data.reasons, [("source", "source"), ("reason", "reason"),
+                                         ("quarantined", "rows")]),
+    }
 
 
-def render_html(data: DayData, *, min_support: float, source: str) -> str:
-    """The whole page as one string (pure: no I/O)."""
+def _kpis(data: DayData) -> list[tuple[str, str]]:
+    """The headline figures: (value, label) pairs."""
     qr = data.quality
-    model = str(qr.get("model_version") or "unknown")
-    challenge = qr.get("challenge_age")
     flagged = sum(r["flagged"] for r in data.compliance)
     judged = sum(r["with_photo"] for r in data.compliance)
-    kpis = [(f"{qr['photos_scored']:,}", "photos scored"),
+    return [(f"{qr['photos_scored']:,}", "photos scored"),
             (f"{qr['receipts_valid']:,}", "valid receipts"),
             (_percent(qr["match_rate"]), "receipts matched to a photo"),
             (f"{sum(r['restricted_receipts'] for r in data.compliance):,}", "restricted sales"),
-            (f"{flagged:,}", f"flagged (predicted age < {challenge})"),
+            (f"{flagged:,}", f"flagged (predicted age < {qr.get('challenge_age')})"),
             (_percent(flagged / judged if judged else None), "flag rate (of those with photo)")]
-    sections = [
-        ("Age distribution per store",
-         "Share of the day's scored photos in each age group, per store (n = photos).",
-         _ages_section(data)),
-        ("Category lift by age group",
-         f"Lift = P(category | age group) / P(category) over the day's matched receipts, all "
-         f"stores. Above 1: the group buys the category more than average. Hatched: support "
-         f"below {min_support:g} (too few receipts to trust).", _lift_section(data, min_support)),
-        ("Compliance by cashier",
-         f"Restricted sales (alcohol, tobacco) whose matched photo's predicted age is under "
-         f"{challenge} (Challenge {challenge}) are flagged.", _compliance_section(data)),
-        ("Flagged receipts (for auditors)",
-         "Receipt and photo ids only; the photos stay in the landing zone.", _flags_section(data)),
-        ("Run quality", "Where every photo, receipt and line of the day went.",
-         _quality_section(data)),
-    ]
-    body = "".join(
-        f"<section><h2>{escape(title)}</h2><p class=\"note\">{escape(note)}</p>{content}"
-        "</section>" for title, note, content in sections)
-    kpi_html = "".join(f'<div class="kpi"><b>{escape(v)}</b><span>{escape(k)}</span></div>'
-                       for v, k in kpis)
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'; img-src data:\">"
-        f"<title>Checkout age report {escape(data.run_date)}</title><style>{_CSS}</style>"
-        f"</head><body><main><h1>Checkout age report: {escape(data.run_date)}</h1>"
-        f'<p class="meta">Model <b>{escape(model)}</b> · challenge age <b>{escape(str(challenge))}'
-        f"</b> · data from <b>{escape(source)}</b> · times in UTC</p>"
-        '<p class="caveat"><b>A flag is a screening signal, not proof.</b> It means "this sale '
-        "deserves a look\": ages are estimated from a photo with an error of several years, "
-        "so a flag is not evidence of a sale to a minor. No face images are included in this "
-        f"report.</p><div class=\"kpis\">{kpi_html}</div>{body}"
-        f'<p class="note">Generated for {escape(data.run_date)} from the report tables '
-        "(docs/data-contract.md).</p></main></body></html>\n"
-    )
+
+
+def render_html(data: DayData, *, min_support: float, source: str) -> str:
+    """The whole page as one string (pure: no I/O), from `templates/report.html.j2`."""
+    return str(render(
+        "report.html.j2",
+        run_date=data.run_date, model=str(data.quality.get("model_version") or "unknown"),
+        challenge=data.quality.get("challenge_age"), source=source, min_support=min_support,
+        kpis=_kpis(data), ages=_ages_section(data), lift=_lift_section(data, min_support),
+        compliance=_compliance_section(data), flags=_flags_section(data),
+        quality=_quality_section(data),
+    ))
 
 
 def default_out(root: str, run_date: str) -> Path:

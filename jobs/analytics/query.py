@@ -3,9 +3,8 @@
     engine = DuckDBEngine("var/data")
     result = run_query(engine, "segments", make_filters("2026-03-01", "2026-03-30", store="S012"))
 
-`run_query` returns a light `Result` (columns + rows; no pandas, so the command line starts fast);
-the functions `segments`, `recommendations`, `compliance`, `flags` and `quality` return pandas
-DataFrames for notebooks. The SQL lives in `jobs.analytics.query_sql` and is shared with the Spark engine
+`run_query` returns a light `Result` (columns + rows; no pandas, so the command line starts fast).
+The SQL lives in `jobs.analytics.query_sql` and is shared with the Spark engine
 (`jobs.analytics.query_spark`). User values are bound parameters, never SQL text; the parquet glob is a
 parameter too, built from a root that was checked to be a directory or an s3 URL.
 
@@ -29,12 +28,11 @@ from model.errors import UserError
 
 if TYPE_CHECKING:
     import duckdb
-    import pandas as pd
 
 __all__ = ["DuckDBEngine", "Filters", "Result", "make_filters", "run_query"]
 
-QUERY_NAMES = ("segments", "recommendations", "compliance", "flags", "quality")
-# The table whose rows say whether a selection (dates, store, cashier) exists at all.
+# Every query `run_query` answers, and the table whose rows say whether a selection (dates,
+# store, cashier) exists at all.
 ANCHOR_TABLE = {
     "segments": "segment_category",
     "recommendations": "segment_category",
@@ -42,7 +40,6 @@ ANCHOR_TABLE = {
     "flags": "compliance",
     "quality": "run_quality",
 }
-_PARAM = re.compile(r"\$(\w+)")
 _GLOB_CHARS = re.compile(r"[*?\[\]{}]")
 
 
@@ -58,12 +55,6 @@ class Result:
     def records(self) -> list[dict[str, Any]]:
         """Rows as dicts keyed by column name."""
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
-
-    def to_pandas(self) -> pd.DataFrame:
-        """The rows as a pandas DataFrame (imports pandas)."""
-        import pandas as pd
-
-        return pd.DataFrame.from_records(self.rows, columns=self.columns)
 
 
 class Engine(Protocol):
@@ -116,14 +107,15 @@ class DuckDBEngine:
         import duckdb
 
         sources = {
-            t: f"read_parquet($src_{t}, hive_partitioning = true, hive_types = {{'date': DATE}})"
+            # union_by_name: days written before a column was added read it as NULL.
+            t: f"read_parquet($src_{t}, hive_partitioning = true, hive_types = {{'date': DATE}}, "
+               "union_by_name = true)"
             for t in query.tables
         }
         sql = query.render(sources)
         values = {**query.params, **{f"src_{t}": self.glob(t) for t in query.tables}}
-        used = set(_PARAM.findall(sql))
         try:
-            cursor = self.con.execute(sql, {k: v for k, v in values.items() if k in used})
+            cursor = self.con.execute(sql, q.bound_values(sql, values))
         except duckdb.IOException as exc:
             if "No files found" in str(exc):
                 self._raise_missing(query.tables)
@@ -142,7 +134,7 @@ class DuckDBEngine:
 
 
 def run_query(engine: Engine, name: str, filters: Filters, **options: Any) -> Result:
-    """Build query `name` (one of QUERY_NAMES), run it, and explain an empty answer.
+    """Build query `name` (a key of ANCHOR_TABLE), run it, and explain an empty answer.
 
     Options: segments `by_store`; recommendations `min_support`, `top_n`, `kinds`.
     Raises UserError for a range with no data or an unknown store/cashier.
@@ -161,9 +153,11 @@ def run_query(engine: Engine, name: str, filters: Filters, **options: Any) -> Re
             filters, min_support=options["min_support"], top_n=options["top_n"],
             products="product" in kinds,
         )
-    elif name in ("compliance", "flags", "quality"):
-        query = {"compliance": q.compliance_query, "flags": q.flags_query,
-                 "quality": q.quality_query}[name](filters)
+    elif name == "flags":  # minor-tier thresholds: settings likely_minor_p, possible_minor_p
+        tiers = {k: options[k] for k in ("likely_p", "possible_p") if options.get(k) is not None}
+        query = q.flags_query(filters, **tiers)
+    elif name in ("compliance", "quality"):
+        query = {"compliance": q.compliance_query, "quality": q.quality_query}[name](filters)
     else:
         raise ValueError(f"unknown query {name!r}")
     result = engine.run(query)
@@ -185,7 +179,7 @@ def run_query(engine: Engine, name: str, filters: Filters, **options: Any) -> Re
 
 def explain_empty(engine: Engine, table: str, filters: Filters) -> None:
     """Raise UserError when an empty answer is due to missing data or an unknown id."""
-    where, params = q._where(filters)
+    where, params = q.where_clause(filters)
     count = f"SELECT count(*) AS n FROM {{{table}}} WHERE "
     if engine.run(Query("probe", count + where, params)).rows[0][0] == 0:
         extent = engine.run(Query(
@@ -253,41 +247,3 @@ def add_quality_total(result: Result) -> Result:
              "are per day only (they cannot be added)"]
     return Result(result.name, result.columns, rows, notes)
 
-
-# -- pandas API for notebooks -----------------------------------------------------------------
-
-
-def _frame(root: str | Path, name: str, filters: Filters,
-           con: duckdb.DuckDBPyConnection | None, **options: Any) -> pd.DataFrame:
-    return run_query(DuckDBEngine(root, con), name, filters, **options).to_pandas()
-
-
-def segments(root: str | Path, filters: Filters, *, by_store: bool = False,
-             con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
-    """Per (age_group, category) [per store]: counts summed, support/confidence/lift re-derived."""
-    return _frame(root, "segments", filters, con, by_store=by_store)
-
-
-def recommendations(root: str | Path, filters: Filters, *, min_support: float = 0.01,
-                    top_n: int = 10, con: duckdb.DuckDBPyConnection | None = None
-                    ) -> pd.DataFrame:
-    """Top items by lift per (age_group, kind) over the range (see `query_sql` for products)."""
-    return _frame(root, "recommendations", filters, con, min_support=min_support, top_n=top_n)
-
-
-def compliance(root: str | Path, filters: Filters,
-               con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
-    """Per cashier: restricted sales, matched photos, flags and flag_rate from the sums."""
-    return _frame(root, "compliance", filters, con)
-
-
-def flags(root: str | Path, filters: Filters,
-          con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
-    """Flagged receipts (photo ids for an auditor; never images)."""
-    return _frame(root, "flags", filters, con)
-
-
-def quality(root: str | Path, filters: Filters,
-            con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
-    """Per-day run_quality rows plus a `total` row."""
-    return _frame(root, "quality", filters, con)

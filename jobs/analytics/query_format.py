@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from jobs.analytics.query import Result
 
-FORMATS = ("table", "csv", "json")
 _RATIOS = {"support", "confidence", "lift", "revenue_share", "flag_rate", "match_rate"}
 
 
@@ -88,12 +87,10 @@ def to_json(result: Result) -> str:
     return json.dumps(records, ensure_ascii=False) + "\n"
 
 
+# Output formats of `checkout-age query --format` (the CLI's choices), by name.
+RENDERERS = {"table": to_table, "csv": to_csv, "json": to_json}
+
+
 def render(result: Result, fmt: str) -> str:
-    """`result` in one of FORMATS."""
-    if fmt == "table":
-        return to_table(result)
-    if fmt == "csv":
-        return to_csv(result)
-    if fmt == "json":
-        return to_json(result)
-    raise ValueError(f"unknown format {fmt!r}")
+    """`result` in format `fmt` (a key of RENDERERS)."""
+    return RENDERERS[fmt](result)

@@ -10,19 +10,16 @@ empty-answer diagnosis and the quality total row are shared too (`jobs.analytics
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.analytics.query import Result, check_root, run_query
-from jobs.analytics.query_sql import Filters, Query
+from jobs.analytics.query_sql import Filters, Query, bound_values, named_markers
 from jobs.contract import table_dir
 from model.errors import UserError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-_PARAM = re.compile(r"\$(\w+)")
 
 
 def spark_root(root: str | Path) -> str:
@@ -46,7 +43,8 @@ class SparkEngine:
             base = table_dir(self.root, table)
             try:
                 # Partition discovery skips `_tmp-*`/`_old-*` (names starting with `_`).
-                frame = self.spark.read.parquet(base)
+                # mergeSchema: days written before a column was added read it as NULL.
+                frame = self.spark.read.option("mergeSchema", "true").parquet(base)
             except AnalysisException as exc:
                 if any(code in str(exc) for code in ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA")):
                     raise UserError(
@@ -62,9 +60,8 @@ class SparkEngine:
     def run(self, query: Query) -> Result:
         """Execute `query` with its parameters bound by Spark."""
         sql = query.render({table: self._view(table) for table in query.tables})
-        used = set(_PARAM.findall(sql))
-        sql = _PARAM.sub(r":\1", sql)
-        frame = self.spark.sql(sql, args={k: v for k, v in query.params.items() if k in used})
+        args = bound_values(sql, query.params)
+        frame = self.spark.sql(named_markers(sql, ":"), args=args)
         rows = [tuple(_aware(value) for value in row) for row in frame.collect()]
         return Result(query.name, list(frame.columns), rows)
 

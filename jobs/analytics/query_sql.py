@@ -18,11 +18,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.config import AGE_GROUPS
+from model.config import AGE_GROUPS, Settings
 from model.errors import UserError
 
 AGE_GROUP_NAMES: tuple[str, ...] = tuple(name for name, _, _ in AGE_GROUPS)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_PARAM = re.compile(r"\$(\w+)")  # a bound parameter in the SQL text
 # Sort key for age groups in their natural order (constant text built from config, not input).
 AGE_ORDER = (
     "CASE age_group "
@@ -70,6 +71,17 @@ class Query:
         return _PLACEHOLDER.sub(lambda m: sources[m.group(1)], self.sql)
 
 
+def bound_values(sql: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `values` that `sql` names as `$name` (engines reject unused parameters)."""
+    used = set(_PARAM.findall(sql))
+    return {name: value for name, value in values.items() if name in used}
+
+
+def named_markers(sql: str, marker: str) -> str:
+    """`sql` with each `$name` written as `<marker>name` (Spark SQL binds `:name`)."""
+    return _PARAM.sub(lambda m: marker + m.group(1), sql)
+
+
 def parse_date(text: str, flag: str = "date") -> dt.date:
     """A strict `YYYY-MM-DD` date, or a UserError naming the flag and the value."""
     from jobs.contract import parse_date as parse_contract_date
@@ -103,7 +115,7 @@ def make_filters(
     return Filters(start, end, store, age_group, cashier)
 
 
-def _where(filters: Filters, *, store: bool = False, age: bool = False,
+def where_clause(filters: Filters, *, store: bool = False, age: bool = False,
            cashier: bool = False) -> tuple[str, dict[str, Any]]:
     """`date BETWEEN ...` plus the id conditions that apply, and their parameters."""
     sql = "date BETWEEN $date_from AND $date_to"
@@ -161,8 +173,8 @@ _LIFT = "CAST(receipts AS DOUBLE) * {all} / NULLIF(CAST({segment} AS DOUBLE) * {
 
 
 def _segment_ctes(filters: Filters, *, by_store: bool) -> tuple[str, dict[str, Any]]:
-    where, params = _where(filters, store=True)
-    cell_where, cell_params = _where(filters, store=True, age=True)
+    where, params = where_clause(filters, store=True)
+    cell_where, cell_params = where_clause(filters, store=True, age=True)
     params.update(cell_params)
     scope = "store_id" if by_store else "'*'"
     return _SEGMENT_TOTALS.format(where=where, cell_where=cell_where, scope=scope), params
@@ -208,7 +220,7 @@ def recommendations_query(
   FROM segment_rows"""
     product_rows = ""
     if products:
-        listed_where, listed_params = _where(filters, age=True)
+        listed_where, listed_params = where_clause(filters, age=True)
         params.update(listed_params)
         product_rows = f"""
   UNION ALL
@@ -241,27 +253,53 @@ ORDER BY {AGE_ORDER}, kind, rank"""
 def compliance_query(filters: Filters) -> Query:
     """Per cashier over the range: restricted sales, photos, flags; flag_rate from the sums.
 
-    Rows are split by `challenge_age` so counts made with different thresholds never mix.
+    `expected_minor_sales` (sum of P(under the legal age) over restricted sales with a photo) is
+    summed over days like any count, never averaged; `with_probability` says how many sales it
+    covers (sales scored by an uncalibrated model have no probability). Cashiers with the most
+    expected sales to minors come first. Rows are split by `challenge_age` so counts made with
+    different thresholds never mix.
     """
-    where, params = _where(filters, store=True, cashier=True)
+    where, params = where_clause(filters, store=True, cashier=True)
     sql = f"""SELECT store_id, cashier_id, sum(receipts) AS receipts,
        sum(restricted_receipts) AS restricted_receipts, sum(with_photo) AS with_photo,
        sum(flagged) AS flagged,
        CAST(sum(flagged) AS DOUBLE) / NULLIF(sum(with_photo), 0) AS flag_rate,
-       sum(no_photo) AS no_photo, challenge_age, count(DISTINCT date) AS days
+       sum(no_photo) AS no_photo, sum(with_probability) AS with_probability,
+       sum(expected_minor_sales) AS expected_minor_sales,
+       sum(expected_minor_sales) / NULLIF(sum(with_probability), 0) AS expected_minor_share,
+       challenge_age, count(DISTINCT date) AS days
 FROM {{compliance}} WHERE {where}
 GROUP BY store_id, cashier_id, challenge_age
-ORDER BY flagged DESC, flag_rate DESC NULLS LAST, store_id, cashier_id, challenge_age"""
+ORDER BY expected_minor_sales DESC NULLS LAST, flagged DESC, flag_rate DESC NULLS LAST, store_id,
+         cashier_id, challenge_age"""
     return Query("compliance", sql, params)
 
 
-def flags_query(filters: Filters) -> Query:
-    """The flagged receipts behind `compliance.flagged` (what an auditor opens; photo ids only)."""
-    where, params = _where(filters, store=True, cashier=True)
+MINOR_TIERS = ("likely minor", "possible minor", "probably adult", "no calibration")
+
+
+def flags_query(filters: Filters, *, likely_p: float = Settings.likely_minor_p,
+                possible_p: float = Settings.possible_minor_p) -> Query:
+    """The flagged receipts behind `compliance.flagged` (what an auditor opens; photo ids only).
+
+    Most likely minors first. `minor_tier` names the band of `p_under_legal_age`: "likely
+    minor" (>= `likely_p`), "possible minor" (>= `possible_p`), "probably adult", or "no
+    calibration" where the scoring model had no calibration table (NULL probability).
+    """
+    if not 0 < possible_p <= likely_p < 1:
+        raise UserError(f"minor tiers need 0 < possible ({possible_p}) <= likely ({likely_p}) < 1")
+    where, params = where_clause(filters, store=True, cashier=True)
+    params.update({"likely_p": float(likely_p), "possible_p": float(possible_p)})
+    likely, possible, adult, unknown = (f"'{tier}'" for tier in MINOR_TIERS)
     sql = f"""SELECT date, receipt_id, store_id, lane_id, cashier_id, closed_at, photo_id,
-       age_pred_years, model_version, restricted_units, restricted_revenue_rub, challenge_age
+       age_pred_years, p_under_legal_age,
+       CASE WHEN p_under_legal_age IS NULL THEN {unknown}
+            WHEN p_under_legal_age >= $likely_p THEN {likely}
+            WHEN p_under_legal_age >= $possible_p THEN {possible}
+            ELSE {adult} END AS minor_tier,
+       model_version, restricted_units, restricted_revenue_rub, challenge_age
 FROM {{compliance_flags}} WHERE {where}
-ORDER BY date, store_id, closed_at, receipt_id"""
+ORDER BY p_under_legal_age DESC NULLS LAST, date, store_id, closed_at, receipt_id"""
     return Query("flags", sql, params)
 
 
@@ -274,7 +312,7 @@ QUALITY_COUNTS = (
 
 def quality_query(filters: Filters) -> Query:
     """One `run_quality` row per day of the range (the total row is added by `add_quality_total`)."""
-    where, params = _where(filters)
+    where, params = where_clause(filters)
     sql = f"""SELECT CAST(date AS STRING) AS date, {", ".join(QUALITY_COUNTS)},
        CAST(receipts_matched AS DOUBLE) / NULLIF(receipts_valid, 0) AS match_rate,
        age_pred_p10, age_pred_p50, age_pred_p90, model_version, match_window_s, challenge_age,
@@ -286,7 +324,7 @@ ORDER BY date"""
 
 def age_distribution_query(filters: Filters) -> Query:
     """Scored photos per store and age group over the range (the HTML report's first chart)."""
-    where, params = _where(filters, store=True)
+    where, params = where_clause(filters, store=True)
     sql = f"""SELECT store_id, age_group, count(*) AS photos
 FROM {{photo_scores}} WHERE {where}
 GROUP BY store_id, age_group ORDER BY store_id, {AGE_ORDER}"""
@@ -297,7 +335,7 @@ def quarantine_reasons_query(filters: Filters, table: str) -> Query:
     """Quarantined rows per reason (photo_quarantine or receipt_quarantine) over the range."""
     if table not in ("photo_quarantine", "receipt_quarantine"):
         raise ValueError(f"not a quarantine table: {table}")
-    where, params = _where(filters)
+    where, params = where_clause(filters)
     source = "source_file" if table == "receipt_quarantine" else "'photos'"
     sql = f"""SELECT {source} AS source, reason, count(*) AS quarantined
 FROM {{{table}}} WHERE {where}

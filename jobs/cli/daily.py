@@ -15,7 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from model.config import load_settings
+from jobs.daily.arguments import add_day_arguments, add_reports_arguments, add_score_arguments
+from model.config import Settings, load_settings
 from model.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ def _simulate(args: argparse.Namespace) -> int:
         raise UserError("--stores and --receipts-per-store must be at least 1")
     faces = load_test_faces(Path(args.faces), settings.cache_dir, min_age=settings.min_age,
                             max_age=settings.max_age)
-    day = simulate_day(faces, run_date, args.stores, args.receipts_per_store, args.seed)
+    day = simulate_day(faces, run_date, args.stores, args.receipts_per_store, args.seed,
+                       frames=args.frames)
     landing = write_day(day, args.root)
     result = {"date": run_date, "landing": str(landing), "receipts": len(day.truth_receipts),
               "receipt_lines": len(day.lines), "photos": len(day.photos),
@@ -80,13 +82,18 @@ def _simulate(args: argparse.Namespace) -> int:
     ])
 
 
-def _score(args: argparse.Namespace) -> int:
+def _run_job(script: str, args: argparse.Namespace) -> dict:
+    """Run `script` on the day in `args` with the job flags the user set (`job_actions`)."""
     from jobs.contract import check_date
+    from jobs.daily.arguments import job_argv
 
     check_date(args.date)  # fail fast, before a JVM starts
-    job_args = ["--date", args.date, "--root", args.root, "--registry", args.registry,
-                "--model", args.model, "--batch-size", str(args.batch_size)]
-    result = _submit("score_photos.py", args.master, job_args)
+    job_args = ["--date", args.date, "--root", args.root, *job_argv(args.job_actions, args)]
+    return _submit(script, args.master, job_args)
+
+
+def _score(args: argparse.Namespace) -> int:
+    result = _run_job("score_photos.py", args)
     return _emit(result, args.json, [
         f"scored {result['date']} with model {result['model_version']}: "
         f"{result['photos_in']} photos in, {result['photos_scored']} scored, "
@@ -95,13 +102,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _reports(args: argparse.Namespace) -> int:
-    from jobs.contract import check_date
-
-    check_date(args.date)
-    job_args = ["--date", args.date, "--root", args.root,
-                "--match-window-s", str(args.match_window_s),
-                "--challenge-age", str(args.challenge_age), "--min-support", str(args.min_support)]
-    result = _submit("reports.py", args.master, job_args)
+    result = _run_job("reports.py", args)
     return _emit(result, args.json, [
         f"reports for {result['date']}: {result['receipts_valid']} receipts "
         f"({result['receipts_quarantined']} quarantined), {result['receipts_matched']} matched to "
@@ -118,14 +119,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Generate a realistic day (stores, lanes, cashiers, receipts, photos from the "
         "face set's test split, faults) under ROOT/landing/date=D plus its ground truth.",
     )
-    sim.add_argument("--date", required=True, help="day, YYYY-MM-DD")
+    add_day_arguments(sim, settings.data_root, "simulate")
     sim.add_argument("--stores", type=int, default=5, help="number of stores (default 5)")
     sim.add_argument("--receipts-per-store", type=int, default=100,
                      help="customers per store (default 100)")
     sim.add_argument("--faces", default=settings.faces_dir,
                      help="labelled face set (default: FACES_DIR)")
-    sim.add_argument("--root", default=settings.data_root, help="data root (default %(default)s)")
     sim.add_argument("--seed", type=int, default=settings.seed, help="seed (default %(default)s)")
+    sim.add_argument("--frames", action="store_true",
+                     help="photos are 1280x720 checkout-camera frames with the customer's face "
+                     "somewhere in them (docs/frames.md), not face crops")
     sim.add_argument("--json", action="store_true", help="print the result as JSON")
     sim.set_defaults(handler=_simulate)
 
@@ -134,33 +137,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="spark-submit jobs/daily/score_photos.py: decode the day's photos, predict ages, "
         "replace the day's photo_scores and photo_quarantine partitions.",
     )
-    _common(score, settings)
-    score.add_argument("--model", default="production",
-                       help="'production' (default), a version id or a .keras path")
-    score.add_argument("--registry", default=str(settings.registry_root),
-                       help="model registry root (default %(default)s)")
-    score.add_argument("--batch-size", type=int, default=settings.score_batch_size,
-                       help="images per model call (default %(default)s)")
-    score.set_defaults(handler=_score)
+    _common(score, settings, "score")
+    score.set_defaults(handler=_score, job_actions=add_score_arguments(score, settings))
 
     rep = subparsers.add_parser(
         "reports", help="Spark job 2: match receipts to photos and write the report tables",
         description="spark-submit jobs/daily/reports.py: quarantine bad receipt rows, match receipts "
         "to photos, write segment, recommendation, compliance and quality tables for the day.",
     )
-    _common(rep, settings)
-    rep.add_argument("--match-window-s", type=int, default=settings.match_window_s,
-                     help="largest |photo time - receipt time| to match (default %(default)s)")
-    rep.add_argument("--challenge-age", type=int, default=settings.challenge_age,
-                     help="flag restricted sales to faces predicted younger (default %(default)s)")
-    rep.add_argument("--min-support", type=float, default=settings.min_support,
-                     help="minimum support of a recommendation (default %(default)s)")
-    rep.set_defaults(handler=_reports)
+    _common(rep, settings, "report")
+    rep.set_defaults(handler=_reports, job_actions=add_reports_arguments(rep, settings))
 
 
-def _common(parser: argparse.ArgumentParser, settings) -> None:
-    parser.add_argument("--date", required=True, help="day, YYYY-MM-DD")
-    parser.add_argument("--root", default=settings.data_root, help="data root (default %(default)s)")
+def _common(parser: argparse.ArgumentParser, settings: Settings, what: str) -> None:
+    """The day, the data root, the Spark master and `--json`: what every job command takes."""
+    add_day_arguments(parser, settings.data_root, what)
     parser.add_argument("--master", default=settings.spark_master,
                         help="Spark master (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

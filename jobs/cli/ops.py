@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from jobs.daily.arguments import add_day_arguments
 from model.config import load_settings
 
 EXIT_CHECK_FAILED = 1
@@ -27,7 +28,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Is the day's landing data complete (its `_COMPLETE` marker written)? Exit 0 "
         "when it is, 3 while it is not; 2 when its photos were already deleted by retention.",
     )
-    _date_and_root(ready, settings.data_root)
+    add_day_arguments(ready, settings.data_root, "check")
     ready.set_defaults(handler=_landing_ready)
 
     quality = subparsers.add_parser(
@@ -38,7 +39,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "the counts, one model version, match rate at least the floor. Exit 1 with a one-line "
         "reason when not.",
     )
-    _date_and_root(quality, settings.data_root)
+    add_day_arguments(quality, settings.data_root, "check")
     quality.add_argument(
         "--min-match-rate",
         type=float,
@@ -59,7 +60,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "before --date; receipts and reports stay. Counted from the run date, not today, so "
         "reruns and backfills are idempotent.",
     )
-    _date_and_root(retention, settings.data_root)
+    add_day_arguments(retention, settings.data_root, "count retention back from")
     retention.add_argument(
         "--days",
         type=int,
@@ -69,13 +70,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     retention.add_argument("--json", action="store_true", help="print what was deleted as JSON")
     retention.set_defaults(handler=_retention)
-
-
-def _date_and_root(parser: argparse.ArgumentParser, default_root: str) -> None:
-    parser.add_argument("--date", required=True, help="the run's logical date, YYYY-MM-DD")
-    parser.add_argument(
-        "--root", default=default_root, help="data root, local or s3a:// (default: %(default)s)"
-    )
 
 
 def _landing_ready(args: argparse.Namespace) -> int:

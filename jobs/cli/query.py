@@ -1,7 +1,8 @@
 """`checkout-age query ...` and `checkout-age report html`: the analysts' interface.
 
-Top-level imports stay light (argparse + config): `jobs.cli.main` imports this module to build its parser
-on every command, and a query answers in well under a second only if nothing heavy loads first.
+Top-level imports stay light (argparse, config, the output formats): `jobs.cli.main` imports this
+module to build its parser on every command, and a query answers in well under a second only if
+nothing heavy loads first.
 DuckDB, Spark and the HTML renderer are imported inside the handlers.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.analytics import query_format
+from jobs.daily.arguments import add_day_arguments
 from model.config import AGE_GROUPS, load_settings
 
 _AGE_GROUPS = ", ".join(name for name, _, _ in AGE_GROUPS)
@@ -35,14 +38,19 @@ _QUERIES = {
         "cashiers' restricted sales, matched photos and Challenge-age flags",
         "Per cashier over the range: receipts, restricted receipts, those with a matched photo, "
         "flagged ones (predicted age under the challenge age) and flag_rate = flagged / "
-        "with_photo from the sums; most flagged first. A flag is a screening signal (this sale "
-        "deserves a look), not proof of a sale to a minor.",
+        "with_photo from the sums; expected_minor_sales = the sum of P(under the legal age) over "
+        "restricted sales with a photo (summed over days, never averaged; with_probability of "
+        "them had a probability); most expected sales to minors first. A flag is a screening "
+        "signal (this sale deserves a look), not proof of a sale to a minor.",
         ("store", "cashier"),
     ),
     "flags": (
         "the flagged receipts behind compliance (receipt and photo ids for an auditor)",
-        "One row per flagged receipt over the range: receipt, store, lane, cashier, time, photo "
-        "id (no images), predicted age, model version, restricted units and revenue.",
+        "One row per flagged receipt over the range, most likely minors first: receipt, store, "
+        "lane, cashier, time, photo id (no images), predicted age, p_under_legal_age and its "
+        "minor_tier ('likely minor' >= setting likely_minor_p 0.5, 'possible minor' >= "
+        "possible_minor_p 0.2, 'probably adult', or 'no calibration' when the model had none), "
+        "model version, restricted units and revenue.",
         ("store", "cashier"),
     ),
     "quality": (
@@ -81,8 +89,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         if name == "recommendations":
             parser.add_argument("--kind", choices=("all", "category", "product"), default="all",
                                 help="item kind (default: %(default)s)")
-            parser.add_argument("--top", type=int, default=10,
-                                help="items per age group and kind (default: %(default)s)")
+            parser.add_argument("--top", type=int, default=settings.top_n,
+                                help="items per age group and kind (default: %(default)s, "
+                                "setting top_n)")
             parser.add_argument(
                 "--min-support", type=float, default=settings.min_support,
                 help="lowest support over the range (default: %(default)s, setting min_support)")
@@ -100,9 +109,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "face images) for day --date: age distribution per store, category lift by age group, "
         "compliance by cashier, run quality. Written atomically.",
     )
-    html.add_argument("--date", required=True, help="the day, YYYY-MM-DD")
-    html.add_argument("--root", default=settings.data_root,
-                      help="data root (default: %(default)s)")
+    add_day_arguments(html, settings.data_root, "report")
     html.add_argument("--out", help="output file (default: ROOT/html/report-DATE.html)")
     html.add_argument("--min-support", type=float, default=settings.min_support,
                       help="heatmap cells below this support are greyed (default: %(default)s)")
@@ -114,7 +121,7 @@ def _common_options(parser: argparse.ArgumentParser, default_root: str) -> None:
                         help="first day, YYYY-MM-DD")
     parser.add_argument("--to", dest="date_to", metavar="DATE",
                         help="last day, inclusive (default: the --from day)")
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
+    parser.add_argument("--format", choices=tuple(query_format.RENDERERS), default="table",
                         help="output format (default: %(default)s)")
     parser.add_argument("--root", default=default_root,
                         help="data root, a directory or s3a:// URL (default: %(default)s)")
@@ -124,7 +131,6 @@ def _common_options(parser: argparse.ArgumentParser, default_root: str) -> None:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from jobs.analytics import query_format
     from jobs.analytics.query import make_filters
 
     filters = make_filters(
@@ -134,6 +140,9 @@ def _query(args: argparse.Namespace) -> int:
     options: dict = {}
     if args.query_name == "segments":
         options["by_store"] = args.by_store
+    if args.query_name == "flags":  # "likely minor" tiers of p_under_legal_age (settings)
+        settings = load_settings()
+        options.update(likely_p=settings.likely_minor_p, possible_p=settings.possible_minor_p)
     if args.query_name == "recommendations":
         options.update(min_support=args.min_support, top_n=args.top,
                        kinds=("category", "product") if args.kind == "all" else (args.kind,))

@@ -1,4 +1,4 @@
-"""`checkout-age model train | evaluate | list | show | promote | rollback`.
+"""`checkout-age model train | evaluate | calibrate | list | show | promote | rollback`.
 
 Handlers import Keras only when they run, so `--help` stays instant. Defaults come from
 `load_settings()` (registry root: `MODEL_REGISTRY`; caches: `CHECKOUT_AGE_CACHE_DIR`).
@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from model.config import TRAIN_PROFILES, Settings  # plain values: no Keras at import
 
 
 def _write(text: str) -> None:
@@ -34,10 +36,13 @@ def _metrics_lines(metrics: dict) -> list[str]:
     if metrics.get("by_gender"):
         lines.append("by gender: " + ", ".join(f"{g} {_fmt(row['mae'])} (n={row['n']})"
                                               for g, row in metrics["by_gender"].items()))
-    lines.append(
-        f"minors (n={metrics['n_minors']}) estimated 18+: {_pct(metrics['minors_pred_ge_18'])}, "
-        f"25+: {_pct(metrics['minors_pred_ge_25'])}; 18-24 (n={metrics['n_adults_18_24']}) "
-        f"estimated under 18: {_pct(metrics['adults_18_24_pred_lt_18'])}")
+    legal, challenge = metrics.get("legal_age", 18), metrics.get("challenge_age", 25)
+    lines.append(  # versions trained before the ages were recorded lack these keys
+        f"minors (n={metrics['n_minors']}) estimated {legal}+: "
+        f"{_pct(metrics.get('minors_pred_ge_legal'))}, {challenge}+: "
+        f"{_pct(metrics.get('minors_pred_ge_challenge'))}; {legal}-{challenge - 1} "
+        f"(n={metrics.get('n_young_adults')}) estimated under {legal}: "
+        f"{_pct(metrics.get('young_adults_pred_lt_legal'))}")
     return lines
 
 
@@ -56,18 +61,39 @@ def _faces(args: argparse.Namespace, settings) -> Path:
     return Path(faces)
 
 
-def _train_command(args: argparse.Namespace, faces: Path, config) -> str:
-    """The `train` command line that repeats this run, defaults from settings made explicit
+# `model train` flags that are knobs of `model.profiles.TrainConfig` (None: the profile's value).
+_CONFIG_FLAGS = ("size", "backbone", "head", "head_epochs", "epochs", "batch_size", "seed",
+                 "learning_rate", "patience", "limit", "mixed_precision")
+EXIT_GATE_REFUSED = 4  # `model promote`: the gate said no (a crash is 1, a user error 2)
+
+
+def train_config_from_args(args: argparse.Namespace, settings):
+    """The run's `TrainConfig`: the profile (flag or setting), settings, then the flags."""
+    from model.profiles import train_config
+
+    return train_config(settings, args.profile,
+                        **{name: getattr(args, name) for name in _CONFIG_FLAGS})
+
+
+def _profiles_help() -> str:
+    return "; ".join(
+        f"{name}: {'feature cache' if p['feature_cache'] else 'full fine-tuning'}, "
+        f"{p['size']} px, {p['head_epochs']} + {p['epochs']} epochs"
+        + (f", {p['limit']} faces" if p.get("limit") else "")
+        for name, p in TRAIN_PROFILES.items())
+
+
+def _train_command(faces: Path, config, args: argparse.Namespace) -> str:
+    """The `train` command line that repeats this run, every resolved knob explicit
     (recorded in the model card)."""
-    words = ["checkout-age", "model", "train", "--faces", str(faces)]
-    skip = ("handler", "command", "model_command", "verbose", "json", "faces")
-    resolved = {"size": config.size, "backbone": config.backbone,
-                "batch_size": config.batch_size, "seed": config.seed}
-    for name, value in sorted({**vars(args), **resolved}.items()):
-        if name in skip or value is None or value is False:
-            continue
-        flag = "--" + name.replace("_", "-")
-        words += [flag] if value is True else [flag, str(value)]
+    words = ["checkout-age", "model", "train", "--faces", str(faces), "--profile", config.profile]
+    for name in _CONFIG_FLAGS:
+        value = getattr(config, name)
+        if value is not None:
+            words += ["--" + name.replace("_", "-"), str(value)]
+    for name in ("no_register", "promote"):
+        if getattr(args, name):
+            words.append("--" + name.replace("_", "-"))
     return " ".join(words)
 
 
@@ -75,26 +101,16 @@ def run_train(args: argparse.Namespace) -> int:
     """Train, evaluate, register (and maybe promote) one model; print a short summary."""
     from model.config import load_settings
     from model.errors import UserError
-    from model.train import TrainConfig, train_model
+    from model.train import train_model
 
     settings = load_settings()
     if args.promote and args.no_register:
         raise UserError("--promote needs the registry: drop --no-register")
     if args.no_register and args.out is None:
         raise UserError("--no-register needs --out DIR, or the model would be lost")
-    config = TrainConfig(
-        size=args.size or settings.image_size,
-        backbone=args.backbone or settings.backbone,
-        head=args.head,
-        head_epochs=args.head_epochs,
-        epochs=args.epochs,
-        batch_size=args.batch_size or settings.batch_size,
-        seed=settings.seed if args.seed is None else args.seed,
-        learning_rate=args.learning_rate,
-        patience=args.patience,
-        limit=args.limit,
-        mixed_precision=args.mixed_precision,
-    )
+    if args.version_only and args.no_register:
+        raise UserError("--version-only needs the registry: drop --no-register")
+    config = train_config_from_args(args, settings)
     faces = _faces(args, settings)
     result = train_model(
         faces, config,
@@ -104,9 +120,18 @@ def run_train(args: argparse.Namespace) -> int:
         max_mae=settings.gate_max_mae if args.max_mae is None else args.max_mae,
         tolerance=settings.gate_tolerance if args.tolerance is None else args.tolerance,
         validation_limits=_validation_limits(settings),
-        command=_train_command(args, faces, config),
+        command=_train_command(faces, config, args),
+        max_minutes=settings.train_max_minutes if args.max_minutes is None else args.max_minutes,
     )
+    _print_trained(args, config, result)
+    return 0
+
+
+def _print_trained(args: argparse.Namespace, config, result) -> None:
     promotion = result.promotion
+    if args.version_only:
+        _write(str(result.version))
+        return
     if args.json:
         _write(json.dumps({
             "version": result.version, "model_path": str(result.model_path),
@@ -114,18 +139,17 @@ def run_train(args: argparse.Namespace) -> int:
             "promotion": None if promotion is None else
             {"promoted": promotion.promoted, "reason": promotion.reason},
         }, indent=2))
-        return 0
+        return
     rows = result.config["rows"]
-    _write(f"trained {config.backbone} at {config.size} px: {result.config['epochs_run']} "
-           f"fine-tuning epochs (best {result.config['best_epoch']}), "
-           f"{result.config['train_seconds']:.0f} s; rows train {rows['train']}, "
-           f"valid {rows['valid']}, test {rows['test']}")
+    _write(f"trained {config.backbone} at {config.size} px (profile {config.profile}): "
+           f"{result.config['epochs_run']} fine-tuning epochs (best "
+           f"{result.config['best_epoch']}), {result.config['train_seconds']:.0f} s; rows train "
+           f"{rows['train']}, valid {rows['valid']}, test {rows['test']}")
     _write(f"model: {result.version or '(not registered)'} {result.model_path}")
     for line in _metrics_lines(result.metrics["test"]):
         _write(f"test {line}")
     if promotion is not None:
         _write(("promoted: " if promotion.promoted else "not promoted: ") + promotion.reason)
-    return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -137,7 +161,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_model(
         args.model, _faces(args, settings), registry_root=settings.registry_root,
         cache_dir=settings.cache_dir, split=args.split, batch_size=args.batch_size,
-        flip_tta=not args.no_tta, validation_limits=_validation_limits(settings))
+        flip_tta=not args.no_tta, validation_limits=_validation_limits(settings),
+        legal_age=settings.legal_age, challenge_age=settings.challenge_age)
     if args.json:
         _write(json.dumps(result, indent=2))
         return 0
@@ -146,6 +171,38 @@ def run_evaluate(args: argparse.Namespace) -> int:
            f"{result['rows_seen_in_training']} seen in training)")
     for line in _metrics_lines(result):
         _write(line)
+    _write(_calibration_line(result.get("calibration")))
+    return 0
+
+
+def _calibration_line(figures: dict | None) -> str:
+    """One line of calibration figures (issue 12); says so when the version has none."""
+    if not figures:
+        return "calibration: none (this version has no calibration.json)"
+    return (f"calibration: {_pct(figures['coverage_target'])} intervals covered "
+            f"{_pct(figures['coverage'])} of {figures['n']} (worst band {figures['worst_band']}); "
+            f"P(under {figures['legal_age']:g}) Brier {figures['brier']:.4f} "
+            f"(base rate {figures['brier_base_rate']:.4f})")
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Register a calibrated copy of a version, fitted on labelled faces it never saw."""
+    from model.config import load_settings
+    from model.evaluate import calibrate_model
+
+    settings = load_settings()
+    result = calibrate_model(
+        args.model, _faces(args, settings), registry_root=settings.registry_root,
+        cache_dir=settings.cache_dir, legal_age=settings.legal_age,
+        coverage=settings.calibration_coverage if args.coverage is None else args.coverage,
+        batch_size=args.batch_size, assume_unseen=args.assume_unseen,
+        validation_limits=_validation_limits(settings))
+    if args.json:
+        _write(json.dumps(result, indent=2))
+        return 0
+    _write(f"registered {result['version']}: {result['calibrated_from']} with a calibration "
+           f"table fitted on {result['rows_fit']} faces, checked on {result['rows_check']}")
+    _write(_calibration_line(result["calibration"]))
     return 0
 
 
@@ -176,6 +233,9 @@ def run_list(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     """Print one version's config, test metrics and file locations."""
     version = _registry().resolve(args.version)
+    if args.version_only:  # for schedulers: the id alone is the daily DAG's XCom
+        _write(version.version)
+        return 0
     if args.json:
         _write(json.dumps({"version": version.version, "model_path": str(version.model_path),
                            "metrics": version.metrics, "config": version.config}, indent=2))
@@ -193,8 +253,30 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_import(args: argparse.Namespace) -> int:
+    """Register a model file trained elsewhere, evaluated and documented here."""
+    from model.config import load_settings
+    from model.import_model import import_model
+
+    settings = load_settings()
+    result = import_model(args.model_file, _faces(args, settings),
+                          registry_root=settings.registry_root, cache_dir=settings.cache_dir,
+                          run_json=args.run_json, validation_limits=_validation_limits(settings))
+    if args.version_only:
+        _write(str(result.version))
+    elif args.json:
+        _write(json.dumps({"version": result.version, "model_path": str(result.model_path),
+                           "metrics": result.metrics}, indent=2))
+    else:
+        _write(f"imported {args.model_file} as {result.version} ({result.model_path})")
+        for line in _metrics_lines(result.metrics["test"]):
+            _write(f"test {line}")
+    return 0
+
+
 def run_promote(args: argparse.Namespace) -> int:
-    """Promote a version through the gate; exit 1 with the reason when refused."""
+    """Promote a version through the gate; exit `EXIT_GATE_REFUSED` with the reason when
+    refused (a crash exits 1, a user error such as an unknown version 2)."""
     from model.config import load_settings
 
     settings = load_settings()
@@ -207,7 +289,7 @@ def run_promote(args: argparse.Namespace) -> int:
                            "previous": result.previous}))
     else:
         _write(("promoted: " if result.promoted else "refused: ") + result.reason)
-    return 0 if result.promoted else 1
+    return 0 if result.promoted else EXIT_GATE_REFUSED
 
 
 def run_rollback(args: argparse.Namespace) -> int:
@@ -222,36 +304,66 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train", help="train an age model on a face set and register it",
         description="Validate the face set, split it, fine-tune an ImageNet backbone (head-only "
-        "warm-up, then full), evaluate the test split, write the model card and register the "
-        "version (optionally promoting it through the gate).")
+        "warm-up, then the rest), evaluate the test split, write the model card and register "
+        "the version (optionally promoting it through the gate). A profile gives every default "
+        f"({_profiles_help()}); settings (CHECKOUT_AGE_IMAGE_SIZE, _BACKBONE, _BATCH_SIZE, "
+        "_SEED) and then these flags override single values. A run estimated to need more "
+        "than --max-minutes on this CPU is refused before it starts.")
     train.add_argument("--faces", type=Path, metavar="DIR", help="face set (default: FACES_DIR)")
-    train.add_argument("--size", type=int, help="input side in px (default: settings, 160)")
-    train.add_argument("--epochs", type=int, default=30,
-                       help="max full fine-tuning epochs; early stopping may end sooner (30)")
-    train.add_argument("--head-epochs", type=int, default=2,
-                       help="head-only warm-up epochs on a frozen backbone (2)")
-    train.add_argument("--backbone", help="mobilenet_v2 (default), efficientnet_b0, "
-                       "efficientnet_v2_b0, efficientnet_v2_s, convnext_tiny, resnet50")
-    train.add_argument("--head", choices=("regression", "expectation"), default="regression",
+    train.add_argument("--profile", choices=tuple(TRAIN_PROFILES),
+                       help=f"training profile (default: setting train_profile, "
+                       f"{Settings.train_profile})")
+    train.add_argument("--size", type=int, help="input side in px")
+    train.add_argument("--epochs", type=int,
+                       help="max fine-tuning epochs; early stopping may end sooner")
+    train.add_argument("--head-epochs", type=int,
+                       help="head-only warm-up epochs on a frozen backbone")
+    train.add_argument("--backbone", help="mobilenet_v2, efficientnet_b0, efficientnet_v2_b0, "
+                       "efficientnet_v2_s, convnext_tiny, resnet50 (only mobilenet_v2 has a "
+                       "feature-cache layer set in the profiles)")
+    train.add_argument("--head", choices=("regression", "expectation"),
                        help="linear regression head or DEX-style expected age over 1-year bins")
-    train.add_argument("--batch-size", type=int, help="images per step (default: settings, 64)")
-    train.add_argument("--learning-rate", type=float, default=5e-4,
-                       help="peak fine-tuning learning rate (5e-4)")
-    train.add_argument("--patience", type=int, default=6, help="early-stopping patience (6)")
+    train.add_argument("--batch-size", type=int, help="images per step")
+    train.add_argument("--learning-rate", type=float, help="peak fine-tuning learning rate")
+    train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
     train.add_argument("--limit", type=int, help="train on a random subset of N usable rows")
-    train.add_argument("--seed", type=int, help="random seed (default: settings)")
-    train.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto",
-                       help="bfloat16 compute: auto = when a GPU is present")
+    train.add_argument("--seed", type=int, help=f"random seed (default: {Settings.seed})")
+    train.add_argument("--mixed-precision", choices=("auto", "on", "off"),
+                       help="bfloat16 compute: auto (default) = when a GPU is present")
+    train.add_argument("--max-minutes", type=float,
+                       help="refuse a run estimated to need longer on this CPU, and stop "
+                       "fitting when it has run this long (default: setting train_max_minutes, "
+                       f"{Settings.train_max_minutes})")
     train.add_argument("--out", type=Path, metavar="DIR",
                        help="also write model.keras, metrics, card and plots here")
     train.add_argument("--no-register", action="store_true", help="do not add to the registry")
     train.add_argument("--promote", action="store_true",
                        help="promote through the gate (a refusal is printed; exit status 0)")
-    train.add_argument("--max-mae", type=float, help="gate: highest test MAE (default 8.0)")
-    train.add_argument("--tolerance", type=float,
-                       help="gate: years worse than production allowed (default 0.10)")
+    train.add_argument("--max-mae", type=float,
+                       help=f"gate: highest test MAE (default: {Settings.gate_max_mae})")
+    train.add_argument("--tolerance", type=float, help="gate: years worse than production "
+                       f"allowed (default: {Settings.gate_tolerance})")
     train.add_argument("--json", action="store_true", help="print JSON instead of text")
+    train.add_argument("--version-only", action="store_true",
+                       help="print only the new version id (for schedulers; logs go to stderr)")
     train.set_defaults(handler=run_train)
+
+    import_ = subparsers.add_parser(
+        "import", help="register a .keras age model trained elsewhere (e.g. on a GPU worker)",
+        description="Check that the file is a Keras age model (raw RGB pixels (S, S, 3) in, one "
+        "age out), evaluate it on the face set's content-hash test split here, write its card, "
+        "plots and calibration, and register it as a new version (never promoted: use "
+        "`model promote`). Training facts (profile, epochs, device) come from --run-json, "
+        "e.g. the train_gpu.json written next to the model by bench/run_gpu.sh.")
+    import_.add_argument("model_file", type=Path, metavar="MODEL.keras")
+    import_.add_argument("--faces", type=Path, metavar="DIR",
+                         help="face set it was trained on (default: FACES_DIR)")
+    import_.add_argument("--run-json", type=Path, metavar="FILE",
+                         help="the training run's summary (its `config` goes into config.json)")
+    import_.add_argument("--json", action="store_true", help="print JSON instead of text")
+    import_.add_argument("--version-only", action="store_true",
+                         help="print only the new version id")
+    import_.set_defaults(handler=run_import)
 
     evaluate = subparsers.add_parser(
         "evaluate", help="metrics of a model on any labelled face folder",
@@ -269,6 +381,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
     evaluate.set_defaults(handler=run_evaluate)
 
+    calibrate = subparsers.add_parser(
+        "calibrate", help="add a calibration table fitted on faces the model never saw",
+        description="For a version without calibration.json (e.g. trained elsewhere): fit the "
+        "age interval and P(under the legal age) table on 70 % of a labelled folder (by content "
+        "hash), check it on the rest, and register the result as a NEW version. Refused when "
+        "any face is in the version's training_images.txt, or the folder is its training set.")
+    calibrate.add_argument("--model", default="production",
+                           help="'production' (default) or a version id")
+    calibrate.add_argument("--faces", type=Path, metavar="DIR",
+                           help="labelled faces the model never saw (default: FACES_DIR)")
+    calibrate.add_argument("--coverage", type=float,
+                           help="central interval share (default: setting "
+                           "calibration_coverage, 0.8)")
+    calibrate.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    calibrate.add_argument("--assume-unseen", action="store_true",
+                           help="the version has no training_images.txt: trust that none of "
+                           "these faces trained it")
+    calibrate.add_argument("--json", action="store_true", help="print JSON instead of text")
+    calibrate.set_defaults(handler=run_calibrate)
+
     listing = subparsers.add_parser("list", help="registered model versions",
                                     description="List versions; '*' marks production.")
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -278,16 +410,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                  description="Show a version ('production' or an id).")
     show.add_argument("version", metavar="VERSION", help="'production' or a version id")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    show.add_argument("--version-only", action="store_true",
+                      help="print only the resolved version id (e.g. v0003)")
     show.set_defaults(handler=run_show)
 
     promote = subparsers.add_parser(
         "promote", help="make a version production, through the metric gate",
         description="Promote when test MAE <= --max-mae and <= production's + --tolerance "
-        "(years). Exit 1 with the reason when refused.")
+        f"(years). Exit status {EXIT_GATE_REFUSED} with the reason when the gate refuses (1: a "
+        "crash, 2: a wrong argument such as an unknown version).")
     promote.add_argument("version", metavar="VERSION", help="version id, e.g. v0003")
-    promote.add_argument("--max-mae", type=float, help="highest test MAE (default: settings, 8.0)")
-    promote.add_argument("--tolerance", type=float,
-                         help="years worse than production allowed (default: settings, 0.10)")
+    promote.add_argument("--max-mae", type=float, help="highest test MAE (default: setting "
+                         f"gate_max_mae, {Settings.gate_max_mae})")
+    promote.add_argument("--tolerance", type=float, help="years worse than production allowed "
+                         f"(default: setting gate_tolerance, {Settings.gate_tolerance})")
     promote.add_argument("--json", action="store_true", help="print JSON instead of text")
     promote.set_defaults(handler=run_promote)
 

@@ -1,6 +1,7 @@
 """Writing a simulated day into the landing zone (local data roots only), marker last.
 
-Layout and formats: docs/data-contract.md. Photo files are the face set's JPEG bytes, copied;
+Layout and formats: docs/data-contract.md. Photo files are the face set's JPEG bytes, copied,
+or for a frames day checkout frames rendered from the day's plan (`jobs.simulator.frames`);
 the few deliberately corrupt ones are truncated, replaced by garbage or left empty.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.contract import COMPLETE_MARKER, ground_truth_dir, is_local, landing_dir
+from jobs.simulator.frames import frame_faces, render_frame
 from jobs.simulator.simulate import SimulatedDay
 from model.errors import UserError
 
@@ -65,13 +67,15 @@ def write_day(day: SimulatedDay, root: str, *, photo_files: bool = True) -> Path
         folder.mkdir(parents=True)
 
     photos = day.photos
+    frames = "frame" in photos.columns  # checkout frames (`simulate_day(frames=True)`)
     files = 0
     for idx, row in enumerate(photos.itertuples(index=False)):
         if not (row.has_file and photo_files):
             continue
         folder = landing / "photos" / f"store={row.store_id}" / f"lane={row.lane_id}"
         folder.mkdir(parents=True, exist_ok=True)
-        data = _corrupt(Path(row.face_path).read_bytes(), row.corrupt, idx)
+        data = render_frame(row.frame) if frames else Path(row.face_path).read_bytes()
+        data = _corrupt(data, row.corrupt, idx)
         (folder / f"{row.photo_id}.jpg").write_bytes(data)
         files += 1
     meta = photos.loc[photos["has_metadata"], ["photo_id", "store_id", "lane_id", "captured_at"]]
@@ -82,6 +86,9 @@ def write_day(day: SimulatedDay, root: str, *, photo_files: bool = True) -> Path
 
     _write_csv(day.truth_receipts, truth_dir / "receipts.csv")
     truth_photos = photos.drop(columns=["face_path", "store_id", "lane_id", "captured_at"])
+    if frames:  # every face's box and age; the render plan itself (paths) stays out
+        truth_photos = truth_photos.drop(columns=["frame"]).assign(
+            faces=[json.dumps(frame_faces(frame)) for frame in photos["frame"]])
     _write_csv(truth_photos, truth_dir / "photos.csv")
     summary = {**day.summary, "date": day.run_date, "receipts": len(day.truth_receipts),
                "photos": len(photos)}

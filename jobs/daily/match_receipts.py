@@ -84,8 +84,13 @@ def match_receipts(receipts: DataFrame, scores: DataFrame, window_s: float) -> D
     pairs = candidate_pairs(receipts, scores, window_s).groupBy("store_id", "lane_id").applyInPandas(
         greedy_pairs, schema=PAIR_SCHEMA
     )
+    # Partitions scored before calibration existed have no p_under_legal_age: NULL, like an
+    # uncalibrated version's.
+    p_minor = (F.col("p_under_legal_age") if "p_under_legal_age" in scores.columns
+               else F.lit(None).cast("double"))
     photo_cols = scores.select(
-        "photo_id", "captured_at", "age_pred_years", "age_group", "model_version"
+        "photo_id", "captured_at", "age_pred_years", "age_group", "model_version",
+        p_minor.alias("p_under_legal_age"),
     )
     return (
         receipts.select("receipt_id", "store_id", "lane_id", "cashier_id", "closed_at", "total_rub")
@@ -94,6 +99,6 @@ def match_receipts(receipts: DataFrame, scores: DataFrame, window_s: float) -> D
         .select(
             "receipt_id", "store_id", "lane_id", "cashier_id", "closed_at", "total_rub",
             "photo_id", "captured_at", "time_diff_s", "age_pred_years", "age_group",
-            "model_version",
+            "model_version", "p_under_legal_age",
         )
     )

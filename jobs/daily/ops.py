@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 
 from jobs.contract import (
     COMPLETE_MARKER,
+    PRODUCT_QUARANTINE,
     PURGED_MARKER,
     RUN_QUALITY,
     RUN_QUALITY_IDENTITIES,
@@ -84,6 +85,10 @@ def landing_ready(root: str, run_date: str) -> bool:
 # -- data quality ----------------------------------------------------------------------------------
 
 
+# Row counts a landing `_COMPLETE` marker carries (docs/data-contract.md).
+_MARKER_COUNTS = ("products", "receipts", "receipt_lines", "photos", "photo_files")
+
+
 @dataclass
 class QualityResult:
     """Outcome of `check_quality`: `problems` is empty when the day passes."""
@@ -104,6 +109,7 @@ def find_quality_problems(
     min_match_rate: float,
     model_versions: set[str],
     expected_model: str | None = None,
+    max_no_face_rate: float = 0.5,
 ) -> list[str]:
     """Every reason the day's figures are not trustworthy, as short sentences (empty when fine).
 
@@ -111,19 +117,44 @@ def find_quality_problems(
         quality: the day's `run_quality` row.
         table_counts: rows actually written: photo_scores, photo_quarantine, receipt_ages,
             receipts_matched (receipt_ages rows with a photo), receipt_quarantine_receipts,
-            receipt_quarantine_lines.
+            receipt_quarantine_lines, product_quarantine.
         marker: the landing `_COMPLETE` JSON (row counts of the landing files), if present.
         min_match_rate: floor for `receipts_matched / receipts_valid`.
         model_versions: distinct `model_version` values in `photo_scores`.
         expected_model: the version the run resolved before scoring, if known.
+        max_no_face_rate: ceiling for the share of frames without a face (Settings).
     """
+    return [
+        *_identity_problems(quality),
+        *_table_count_problems(quality, table_counts),
+        *_landing_problems(quality, marker),
+        *_match_rate_problems(quality, min_match_rate),
+        *_model_problems(quality, model_versions, expected_model),
+        *_no_face_problems(quality, max_no_face_rate),
+    ]
+
+
+def _no_face_problems(quality: dict, max_no_face_rate: float) -> list[str]:
+    """A camera that sees no face in most frames (pointing at the floor, covered, dark)."""
+    rate = quality.get("no_face_rate")
+    if rate is not None and rate > max_no_face_rate:
+        return [f"no face found in {rate:.1%} of the day's frames (more than "
+                f"{max_no_face_rate:.0%}): is a camera pointing away from the till?"]
+    return []
+
+
+def _identity_problems(quality: dict) -> list[str]:
+    """`total = part + part` for every identity of the contract (a NULL count is a problem too)."""
     problems = []
     for total, part_a, part_b in RUN_QUALITY_IDENTITIES:
-        if quality[total] != quality[part_a] + quality[part_b]:
-            problems.append(
-                f"{total} {quality[total]} != {part_a} {quality[part_a]} + "
-                f"{part_b} {quality[part_b]}"
-            )
+        values = (quality.get(total), quality.get(part_a), quality.get(part_b))
+        if None in values or values[0] != values[1] + values[2]:
+            problems.append(f"{total} {values[0]} != {part_a} {values[1]} + {part_b} {values[2]}")
+    return problems
+
+
+def _table_count_problems(quality: dict, table_counts: dict[str, int]) -> list[str]:
+    """run_quality's counts against the rows the report tables really hold."""
     written = {
         "photos_scored": table_counts["photo_scores"],
         "photos_quarantined": table_counts["photo_quarantine"],
@@ -131,22 +162,48 @@ def find_quality_problems(
         "receipts_matched": table_counts["receipts_matched"],
         "receipts_quarantined": table_counts["receipt_quarantine_receipts"],
         "lines_quarantined": table_counts["receipt_quarantine_lines"],
+        "products_quarantined": table_counts["product_quarantine"],
     }
-    for column, rows in written.items():
-        if quality[column] != rows:
-            problems.append(f"run_quality says {column} {quality[column]} but the tables hold {rows}")
-    if marker is not None:
-        for column, key in (("receipts_in", "receipts"), ("lines_in", "receipt_lines")):
-            if key in marker and quality[column] != marker[key]:
-                problems.append(f"{column} {quality[column]} != {marker[key]} rows landed")
-        low, high = marker.get("photos"), None
-        if low is not None and "photo_files" in marker:
-            high = low + marker["photo_files"]
-        if low is not None and quality["photos_in"] < low:
-            problems.append(f"photos_in {quality['photos_in']} < {low} photo rows landed")
-        if high is not None and quality["photos_in"] > high:
-            problems.append(f"photos_in {quality['photos_in']} > {high} photo rows + files landed")
-    problems += _match_rate_problems(quality, min_match_rate)
+    return [
+        f"run_quality says {column} {quality.get(column)} but the tables hold {rows}"
+        for column, rows in written.items() if quality.get(column) != rows
+    ]
+
+
+def _landing_problems(quality: dict, marker: dict | None) -> list[str]:
+    """run_quality's input counts against the row counts the landing `_COMPLETE` marker states."""
+    if marker is None:
+        return []
+    problems = _marker_value_problems(marker)
+    if problems:
+        return problems
+    for column, key in (("receipts_in", "receipts"), ("lines_in", "receipt_lines"),
+                        ("products_in", "products")):
+        if key in marker and quality.get(column) != marker[key]:
+            problems.append(f"{column} {quality.get(column)} != {marker[key]} rows landed")
+    low, high = marker.get("photos"), None
+    if low is not None and "photo_files" in marker:
+        high = low + marker["photo_files"]
+    if low is not None and quality["photos_in"] < low:
+        problems.append(f"photos_in {quality['photos_in']} < {low} photo rows landed")
+    if high is not None and quality["photos_in"] > high:
+        problems.append(f"photos_in {quality['photos_in']} > {high} photo rows + files landed")
+    return problems
+
+
+def _marker_value_problems(marker: dict) -> list[str]:
+    """The marker's row counts must be whole numbers >= 0 (JSON allows NaN, 1e999, -3, "7")."""
+    return [
+        f"{COMPLETE_MARKER} {key} {value!r} is not a row count"
+        for key, value in marker.items()
+        if key in _MARKER_COUNTS and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 0)
+    ]
+
+
+def _model_problems(quality: dict, model_versions: set[str], expected_model: str | None) -> list[str]:
+    """One model scored the day, run_quality names it, and it is the version the run pinned."""
+    problems = []
     if len(model_versions) > 1:
         problems.append(f"photo_scores mixes model versions {sorted(model_versions)}")
     if model_versions and quality.get("model_version") not in model_versions:
@@ -175,7 +232,8 @@ def _match_rate_problems(quality: dict, min_match_rate: float) -> list[str]:
 
 
 def check_quality(
-    root: str, run_date: str, min_match_rate: float, expected_model: str | None = None
+    root: str, run_date: str, min_match_rate: float, expected_model: str | None = None,
+    max_no_face_rate: float = 0.5,
 ) -> QualityResult:
     """Read the day's `run_quality` row, the report tables and the landing marker, and judge them."""
     fs, base = open_root(root)
@@ -188,6 +246,7 @@ def check_quality(
     versions = {v for v in scores.to_table(columns=["model_version"]).column(0).to_pylist() if v}
     receipts = _partition(fs, base, "receipt_ages", day)
     quarantine = _partition(fs, base, "receipt_quarantine", day)
+    products = _partition(fs, base, PRODUCT_QUARANTINE, day)
     source_files = quarantine.to_table(columns=["source_file"]).column(0).to_pylist()
     counts = {
         "photo_scores": scores.count_rows(),
@@ -196,11 +255,12 @@ def check_quality(
         "receipts_matched": receipts.count_rows(filter=pads.field("photo_id").is_valid()),
         "receipt_quarantine_receipts": source_files.count("receipts.csv"),
         "receipt_quarantine_lines": source_files.count("receipt_lines.csv"),
+        "product_quarantine": products.count_rows(),
     }
     marker_path = f"{base}/{landing_relpath(day)}/{COMPLETE_MARKER}"
     marker = _read_json(fs, marker_path) if _exists(fs, marker_path) else None
     problems = find_quality_problems(
-        quality, counts, marker, min_match_rate, versions, expected_model
+        quality, counts, marker, min_match_rate, versions, expected_model, max_no_face_rate
     )
     return QualityResult(day, quality, problems)
 

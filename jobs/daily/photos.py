@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
@@ -15,6 +16,8 @@ from model.config import AGE_GROUPS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+    from model.calibration import Calibration
 
 MISSING_FILE = "missing_file"
 NO_METADATA = "no_metadata"
@@ -127,14 +130,57 @@ def photo_inventory(files: DataFrame, meta: DataFrame) -> DataFrame:
     return main.unionByName(dup_meta).unionByName(dup_files)
 
 
-def photo_scores(scored: DataFrame, model_version: str) -> DataFrame:
-    """Rows that got an age: the `photo_scores` table."""
+def photo_scores(scored: DataFrame, model_version: str,
+                 calibration: Calibration | None = None) -> DataFrame:
+    """Rows that got an age: the `photo_scores` table (calibration columns NULL without one)."""
+    age = F.col("age_pred_years").cast("double")
     return scored.where(F.col("reason").isNull()).select(
         "photo_id", "store_id", "lane_id", "captured_at",
-        F.col("age_pred_years").cast("double").alias("age_pred_years"),
+        age.alias("age_pred_years"),
         age_group("age_pred_years").alias("age_group"),
         F.lit(model_version).alias("model_version"),
+        *calibrated_columns(age, calibration),
+        *face_columns(scored),
     )
+
+
+FACE_COLUMNS = (("faces_found", "int"), ("face_x", "int"), ("face_y", "int"), ("face_w", "int"),
+                ("face_h", "int"), ("face_confidence", "double"))
+
+
+def face_columns(scored: DataFrame) -> list[Column]:
+    """faces_found, the customer's face box (x, y, w, h, frame pixels) and the detector's
+    confidence; NULL for face crops (nothing detected) and when `scored` lacks them."""
+    return [(F.col(name) if name in scored.columns else F.lit(None)).cast(kind).alias(name)
+            for name, kind in FACE_COLUMNS]
+
+
+def calibrated_columns(age: Column, calibration: Calibration | None) -> list[Column]:
+    """age_low, age_high, p_under_legal_age of estimated ages (NULLs without a calibration).
+
+    The version's table (`model.calibration`) interpolated linearly on its grid, as in
+    `Calibration.apply`, but as a Spark expression: no Python worker, no cost worth measuring.
+    """
+    names = ("age_low", "age_high", "p_under_legal_age")
+    if calibration is None:
+        return [F.lit(None).cast("double").alias(name) for name in names]
+    grid = np.asarray(calibration.grid, dtype=float)
+    step = float(grid[1] - grid[0])
+    if not np.allclose(np.diff(grid), step):
+        raise ValueError("calibration grid is not evenly spaced")
+    position = (age - F.lit(float(grid[0]))) / F.lit(step)
+    index = F.least(F.greatest(F.floor(position).cast("int"), F.lit(0)), F.lit(grid.size - 2))
+    share = F.least(F.greatest(position - index, F.lit(0.0)), F.lit(1.0))
+
+    def interp(values: np.ndarray) -> Column:
+        table = F.array(*[F.lit(float(v)) for v in values])
+        below, above = F.element_at(table, index + 1), F.element_at(table, index + 2)
+        return below + share * (above - below)
+
+    known = age.isNotNull() & ~F.isnan(age)  # greatest() skips NULLs: guard them explicitly
+    return [F.when(known, age + interp(calibration.low_offset)).alias("age_low"),
+            F.when(known, age + interp(calibration.high_offset)).alias("age_high"),
+            F.when(known, interp(calibration.p_under)).alias("p_under_legal_age")]
 
 
 def photo_quarantine(scored: DataFrame) -> DataFrame:

@@ -4,8 +4,8 @@
 
 (`checkout-age reports` builds this command; Airflow's SparkSubmitOperator runs the same.)
 Needs the day's landing files (`_COMPLETE`) and its `photo_scores` partition (job 1). Replaces
-the day's partitions of receipt_quarantine, receipt_ages, segment_category, recommendations,
-compliance, compliance_flags and run_quality (docs/data-contract.md).
+the day's partitions of receipt_quarantine, product_quarantine, receipt_ages, segment_category,
+recommendations, compliance, compliance_flags and run_quality (docs/data-contract.md).
 """
 
 from __future__ import annotations
@@ -24,17 +24,26 @@ log = logging.getLogger("jobs.daily.reports")
 
 # The tables this job writes, in writing order (names and columns: jobs.contract).
 REPORT_TABLES = (
-    contract.RECEIPT_QUARANTINE, contract.RECEIPT_AGES, contract.SEGMENT_CATEGORY,
-    contract.RECOMMENDATIONS, contract.COMPLIANCE, contract.COMPLIANCE_FLAGS, contract.RUN_QUALITY,
+    contract.RECEIPT_QUARANTINE, contract.PRODUCT_QUARANTINE, contract.RECEIPT_AGES,
+    contract.SEGMENT_CATEGORY, contract.RECOMMENDATIONS, contract.COMPLIANCE,
+    contract.COMPLIANCE_FLAGS, contract.RUN_QUALITY,
 )
 
 
 def read_products(spark: SparkSession, path: str) -> DataFrame:
-    """`products.csv` as strings (quoted CSV; Spark's reader handles the quoting)."""
+    """`products.csv` as strings (quoted CSV; Spark's reader handles the quoting).
+
+    A row with the wrong number of fields keeps its text in `_corrupt_record`; `_row` is the
+    file order (one small file: one partition, so the increasing id follows the rows).
+    """
+    from pyspark.sql import functions as F
+
     from jobs.daily.receipts import PRODUCT_COLUMNS
 
-    schema = ", ".join(f"{name} string" for name in PRODUCT_COLUMNS)
-    return spark.read.csv(path, header=True, schema=schema, mode="PERMISSIVE")
+    schema = ", ".join(f"{name} string" for name in [*PRODUCT_COLUMNS, "_corrupt_record"])
+    rows = spark.read.csv(path, header=True, schema=schema, mode="PERMISSIVE",
+                          columnNameOfCorruptRecord="_corrupt_record")
+    return rows.withColumn("_row", F.monotonically_increasing_id())
 
 
 def build_reports(
@@ -46,7 +55,8 @@ def build_reports(
     from jobs.daily import compliance, quality, receipts, segments
     from jobs.daily.match_receipts import match_receipts
 
-    products = receipts.check_products(products_raw).cache()
+    checked_products = receipts.check_products(products_raw).cache()
+    products = receipts.catalogue(checked_products)
     checked_receipts = receipts.check_receipts(receipts_raw, run_date).cache()
     checked_lines = receipts.check_lines(lines_raw, checked_receipts, products).cache()
     valid_receipts = checked_receipts.where("reason IS NULL")
@@ -55,6 +65,7 @@ def build_reports(
     restricted = compliance.restricted_sales(items)
     return {
         "receipt_quarantine": receipts.receipt_quarantine(checked_receipts, checked_lines),
+        "product_quarantine": receipts.product_quarantine(checked_products),
         "receipt_ages": receipt_ages,
         "segment_category": segments.segment_category(receipt_ages, items),
         "recommendations": segments.recommendations(receipt_ages, items, min_support, top_n),
@@ -62,7 +73,7 @@ def build_reports(
         "compliance_flags": compliance.compliance_flags(receipt_ages, restricted, challenge_age),
         "run_quality": quality.run_quality(
             scores, photo_quarantine, checked_receipts, checked_lines, receipt_ages,
-            match_window_s, challenge_age,
+            match_window_s, challenge_age, products=checked_products,
         ),
     }
 
@@ -72,6 +83,7 @@ def run(spark: SparkSession, *, root: str, run_date: str, match_window_s: int,
     """Read day `run_date`, build every report table, replace its partitions; return run_quality."""
     from jobs.contract import partition_dir
     from jobs.daily.csv_lines import read_csv_lines
+    from jobs.daily.pause_points import pause_point
     from jobs.daily.receipts import LINE_COLUMNS, RECEIPT_COLUMNS
     from jobs.daily.storage import path_exists, require_complete_day, write_partition
     from model.errors import UserError
@@ -90,6 +102,7 @@ def run(spark: SparkSession, *, root: str, run_date: str, match_window_s: int,
         run_date=run_date, match_window_s=match_window_s, challenge_age=challenge_age,
         min_support=min_support, top_n=top_n,
     )
+    pause_point("reports:read")
     for table in REPORT_TABLES:
         write_partition(tables[table], root, table, run_date)
     quality_row = spark.read.parquet(partition_dir(root, "run_quality", run_date)).first()
@@ -101,21 +114,19 @@ def run(spark: SparkSession, *, root: str, run_date: str, match_window_s: int,
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Arguments of the spark-submit application (defaults from `load_settings()`)."""
-    from jobs.daily.spark import job_arg_parser
+    from jobs.daily.arguments import add_reports_arguments, job_arg_parser
     from model.config import load_settings
 
     settings = load_settings()
     parser = job_arg_parser("reports.py", __doc__.splitlines()[0], "report", settings.data_root)
-    parser.add_argument("--match-window-s", type=int, default=settings.match_window_s)
-    parser.add_argument("--challenge-age", type=int, default=settings.challenge_age)
-    parser.add_argument("--min-support", type=float, default=settings.min_support)
-    parser.add_argument("--top-n", type=int, default=10, help="recommendations per group/kind")
+    add_reports_arguments(parser, settings)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for spark-submit."""
     from jobs.contract import check_date, normalise_root
+    from jobs.daily.run_lock import day_lock
     from jobs.daily.spark import build_spark, emit_result
     from model.errors import UserError
 
@@ -123,12 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run_date = check_date(args.date)
-        spark = build_spark("checkout-age-reports", args.master)
-        summary = run(
-            spark, root=normalise_root(args.root), run_date=run_date,
-            match_window_s=args.match_window_s, challenge_age=args.challenge_age,
-            min_support=args.min_support, top_n=args.top_n,
-        )
+        with day_lock(args.root, run_date, "reports"):  # one run of a day at a time
+            spark = build_spark("checkout-age-reports", args.master)
+            summary = run(
+                spark, root=normalise_root(args.root), run_date=run_date,
+                match_window_s=args.match_window_s, challenge_age=args.challenge_age,
+                min_support=args.min_support, top_n=args.top_n,
+            )
     except UserError as exc:
         log.error("%s", exc)
         return 2

@@ -5,7 +5,8 @@
 
 (`checkout-age score` builds exactly this command; Airflow's SparkSubmitOperator runs the same
 file with the same arguments.) Reads `ROOT/landing/date=D/photos/**` with the `binaryFile`
-source and `photos.csv`, decodes each photo with `model.images.decode_face`, predicts ages with
+source and `photos.csv`, decodes each photo, finds the customer's face in a frame
+(`model.faces`: detect, choose, crop; a face crop is scored whole), predicts ages with
 `predict_batch_udf` (the model is loaded once per Python worker, fed batches), and replaces the
 day's `photo_scores` and `photo_quarantine` partitions. Photos in = scored + quarantined.
 """
@@ -26,16 +27,22 @@ import pandas as pd
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from model.calibration import Calibration
+    from model.config import Settings
+
 log = logging.getLogger("jobs.daily.score_photos")
 
 
 def pixels_udf(size: int, limits: dict[str, int] | None = None):  # -> pandas UDF
-    """Pandas UDF: image bytes -> flat float32 pixels (size*size*3) as the model's input.
+    """Pandas UDF: (image bytes, crop) -> flat float32 pixels (size*size*3) as the model's input.
 
-    An iterator UDF, like `predict_batch_udf`'s, so Spark chains the two in one Python worker:
-    `predict(pixels(content))` hands the decoded arrays straight to the model without a round
-    trip through the JVM (which cost more than the inference: bench/bench_jobs.py). Bytes that
-    `decode_face` rejects (and NULL bytes) give zero pixels; `check_udf` says why.
+    `crop` is `face_udf`'s: [] scores the whole photo (a face crop), a face's numbers cut the
+    customer's face out of the full-resolution frame (`model.faces.crop_from`), NULL means
+    nothing to score (zero pixels; the row is quarantined anyway). An iterator UDF, like
+    `predict_batch_udf`'s, so Spark chains the two in one Python worker:
+    `predict(pixels(content, crop))` hands the arrays straight to the model without a round trip
+    through the JVM (which cost more than the inference: bench/bench_jobs.py). The crop exists
+    only in this worker's memory.
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import ArrayType, FloatType
@@ -43,18 +50,19 @@ def pixels_udf(size: int, limits: dict[str, int] | None = None):  # -> pandas UD
     limits = dict(limits or {})
 
     @F.pandas_udf(ArrayType(FloatType(), containsNull=False))
-    def pixels(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        from model.images import ImageRejected, decode_face
+    def pixels(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
+        from model.faces import crop_from
+        from model.images import ImageRejected, open_image
 
         blank = np.zeros(size * size * 3, dtype=np.float32)
-        for content in batches:
+        for content, crops in batches:
             out = []
-            for data in content:
+            for data, crop in zip(content, crops, strict=True):
                 flat = blank
-                if data is not None:
+                if data is not None and crop is not None:
                     try:
-                        flat = decode_face(bytes(data), size, **limits).reshape(-1)
-                        flat = flat.astype(np.float32)
+                        image = open_image(bytes(data), **limits)
+                        flat = crop_from(image, crop, size).reshape(-1).astype(np.float32)
                     except ImageRejected:
                         pass
                 out.append(flat)
@@ -63,33 +71,35 @@ def pixels_udf(size: int, limits: dict[str, int] | None = None):  # -> pandas UD
     return pixels
 
 
-def check_udf(limits: dict[str, int] | None = None):  # -> pandas UDF
-    """Pandas UDF: image bytes -> struct(reason, detail), NULLs when the image decodes.
+FACE_STRUCT = (
+    "reason string, detail string, faces_found int, face_x int, face_y int, face_w int, "
+    "face_h int, face_confidence double, crop array<double>"
+)
 
-    Uses `model.images.open_image`, the decoder's own checks, so it rejects exactly what
-    `decode_face` rejects; NULL bytes (nothing to decode) are not its business.
+
+def face_udf(options: dict | None = None):  # -> pandas UDF
+    """Pandas UDF: image bytes -> `model.faces.locate_photos` verdict (`FACE_STRUCT`).
+
+    Decodes each photo (the decoder's checks), and for a frame runs the face detector (loaded
+    once per Python worker) and picks the customer's face. Marked nondeterministic so Spark
+    evaluates it exactly once per row: its result feeds both the crop and the output columns.
+    `options`: `locate_photos` keywords (photo_format, crop_max_px, detect_width, ...).
     """
     from pyspark.sql import functions as F
 
-    limits = dict(limits or {})
+    options = dict(options or {})
 
-    @F.pandas_udf("reason string, detail string")
-    def check(content: pd.Series) -> pd.DataFrame:
-        from model.images import ImageRejected, open_image
+    @F.pandas_udf(FACE_STRUCT)
+    def faces(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from model.faces import LOCATED_COLUMNS, locate_photos
 
-        reasons, details = [], []
-        for data in content:
-            reason = detail = None
-            if data is not None:
-                try:
-                    open_image(bytes(data), **limits)
-                except ImageRejected as exc:
-                    reason, detail = exc.reason, exc.detail
-            reasons.append(reason)
-            details.append(detail)
-        return pd.DataFrame({"reason": reasons, "detail": details})
+        for content in batches:
+            rows = locate_photos(list(content), **options)
+            yield pd.DataFrame(rows, columns=list(LOCATED_COLUMNS)).astype(
+                {"faces_found": "Int32", "face_x": "Int32", "face_y": "Int32",
+                 "face_w": "Int32", "face_h": "Int32", "face_confidence": "float64"})
 
-    return check
+    return faces.asNondeterministic()
 
 
 def age_udf(model_path: str, size: int, batch_size: int, flip_tta: bool = True):  # -> UDF
@@ -117,25 +127,34 @@ def age_udf(model_path: str, size: int, batch_size: int, flip_tta: bool = True):
     )
 
 
-def score_inventory(inventory: DataFrame, check, pixels, predict) -> DataFrame:
-    """Decode and score every inventory row; reason = metadata reason, else the decoder's.
+def score_inventory(inventory: DataFrame, faces, pixels, predict) -> DataFrame:
+    """Decode, locate and score every inventory row.
+
+    reason = the metadata's, else the decoder's or the detector's (`face_udf`).
 
     Args:
         inventory: `jobs.daily.photos.photo_inventory` rows (content NULL when not to be decoded).
-        check, pixels, predict: the UDFs above (`check_udf`, `pixels_udf`, `age_udf`).
+        faces, pixels, predict: the UDFs above (`face_udf`, `pixels_udf`, `age_udf`).
     """
     from pyspark.sql import functions as F
 
-    checked = inventory.select(
-        "photo_id", "store_id", "lane_id", "captured_at", "reason", "detail",
-        predict(pixels(F.col("content"))).alias("age_pred_years"),
-        check(F.col("content")).alias("_check"),
+    located = inventory.select(
+        "photo_id", "store_id", "lane_id", "captured_at", "reason", "detail", "content",
+        faces(F.col("content")).alias("_face"),
+    )
+    checked = located.select(
+        "photo_id", "store_id", "lane_id", "captured_at", "reason", "detail", "_face",
+        predict(pixels(F.col("content"), F.col("_face.crop"))).alias("age_pred_years"),
     )
     return checked.select(
         "photo_id", "store_id", "lane_id", "captured_at", "age_pred_years",
-        F.coalesce("reason", "_check.reason").alias("reason"),
-        F.coalesce("detail", "_check.detail").alias("detail"),
+        F.coalesce("reason", "_face.reason").alias("reason"),
+        F.coalesce("detail", "_face.detail").alias("detail"),
+        *[F.col(f"_face.{name}").alias(name) for name in FACE_COLUMNS],
     )
+
+
+FACE_COLUMNS = ("faces_found", "face_x", "face_y", "face_w", "face_h", "face_confidence")
 
 
 def _path_key(path: str) -> str:
@@ -165,16 +184,30 @@ def read_photo_files(spark: SparkSession, photos_dir: str) -> DataFrame:
 
 def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model_version: str,
         image_size: int, batch_size: int = 64, decode_limits: dict[str, int] | None = None,
-        partitions: int | None = None) -> dict:
-    """Score day `run_date` under `root`; replace its photo partitions; return the counts."""
+        partitions: int | None = None, calibration: Calibration | None = None,
+        face_options: dict | None = None) -> dict:
+    """Score day `run_date` under `root`; replace its photo partitions; return the counts.
+
+    `face_options`: `model.faces.locate_photos` keywords (photo format, detector width, minimum
+    face size, ...; `face_options_from(settings)`); its defaults otherwise.
+
+    `calibration` (the version's `calibration.json`) fills age_low, age_high and
+    p_under_legal_age; without one (older versions) those columns are NULL.
+    """
     from jobs.daily import photos
     from jobs.daily.csv_lines import read_csv_lines
-    from jobs.daily.storage import require_complete_day, write_partition
+    from jobs.daily.pause_points import pause_point
+    from jobs.daily.spark import set_unless_configured
+    from jobs.daily.storage import require_complete_day, require_photos_kept, write_partition
 
     landing = require_complete_day(spark, root, run_date)
+    require_photos_kept(spark, root, run_date)
     # Photos are ~10-50 KB: Spark's default 4 MB "open cost" per file would make one task per
     # ~32 photos; count them nearer their size so a task reads thousands.
-    spark.conf.set("spark.sql.files.openCostInBytes", str(256 * 1024))
+    set_unless_configured(spark, "spark.sql.files.openCostInBytes", str(256 * 1024))
+    # A frame is ~100 KB and decodes to 2.7 MB: Arrow batches of 10,000 (the default) would
+    # hand a worker a gigabyte at once. The UDFs work in smaller chunks inside a batch anyway.
+    set_unless_configured(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", "512")
     files = photos.file_photo_ids(read_photo_files(spark, f"{landing}/photos"))
     meta = photos.check_photo_metadata(
         read_csv_lines(spark, f"{landing}/photos.csv", photos.PHOTO_META_COLUMNS)
@@ -185,10 +218,11 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     inventory = photos.photo_inventory(files, meta).repartition(parts, "photo_id")
     scored = score_inventory(
         inventory,
-        check_udf(decode_limits),
+        face_udf({**(face_options or {}), "limits": decode_limits}),
         pixels_udf(image_size, decode_limits),
         age_udf(model_path, image_size, batch_size),
     ).cache()  # feeds three actions
+    pause_point("score:read")
     try:
         # Count first: it fills the cache with full parallelism (the writes coalesce to one file,
         # which would otherwise pull the scoring itself into a single task).
@@ -197,7 +231,8 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
             row["reason"]: row["count"] for row in scored.groupBy("reason").count().collect()
         }
         log.info("decoded and scored in %.1f s", time.perf_counter() - started)
-        write_partition(photos.photo_scores(scored, model_version), root, "photo_scores", run_date)
+        write_partition(photos.photo_scores(scored, model_version, calibration), root,
+                        "photo_scores", run_date)
         write_partition(photos.photo_quarantine(scored), root, "photo_quarantine", run_date)
     finally:
         scored.unpersist()
@@ -205,6 +240,7 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     counts = {
         "date": run_date,
         "model_version": model_version,
+        "calibrated": calibration is not None,
         "photos_in": scored_count + sum(by_reason.values()),
         "photos_scored": scored_count,
         "photos_quarantined": sum(by_reason.values()),
@@ -214,19 +250,28 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     return counts
 
 
+def face_options_from(settings: Settings) -> dict:
+    """`model.faces.locate_photos` keywords from the settings (photo format, detector, sizes)."""
+    from model.faces import PHOTO_FORMATS
+
+    if settings.photo_format not in PHOTO_FORMATS:
+        from model.errors import UserError
+
+        raise UserError(f"CHECKOUT_AGE_PHOTO_FORMAT={settings.photo_format!r}: expected one of "
+                        f"{', '.join(PHOTO_FORMATS)}")
+    return {"photo_format": settings.photo_format, "crop_max_px": settings.crop_max_px,
+            "detect_width": settings.detect_width_px, "min_face_px": settings.min_face_px,
+            "min_confidence": settings.min_face_confidence}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Arguments of the spark-submit application (defaults from `load_settings()`)."""
-    from jobs.daily.spark import job_arg_parser
+    from jobs.daily.arguments import add_score_arguments, job_arg_parser
     from model.config import load_settings
 
     settings = load_settings()
     parser = job_arg_parser("score_photos.py", __doc__.splitlines()[0], "score", settings.data_root)
-    parser.add_argument("--registry", default=str(settings.registry_root), help="model registry")
-    parser.add_argument("--model", default="production",
-                        help="'production', a version (v0003) or a .keras path")
-    parser.add_argument("--batch-size", type=int, default=settings.score_batch_size)
-    parser.add_argument("--partitions", type=int, default=None,
-                        help="scoring tasks (default: half of Spark's default parallelism)")
+    add_score_arguments(parser, settings)
     args = parser.parse_args(argv)
     args.settings = settings
     return args
@@ -235,7 +280,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point for spark-submit: resolve the model, build the session, run, print counts."""
     from jobs.contract import check_date, normalise_root
+    from jobs.daily.run_lock import day_lock
     from jobs.daily.spark import build_spark, emit_result
+    from model.calibration import load_calibration
     from model.errors import UserError
     from model.registry import ModelRegistry
 
@@ -245,15 +292,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_date = check_date(args.date)
         version = ModelRegistry(args.registry).resolve(args.model)
-        spark = build_spark("checkout-age-score", args.master)
-        counts = run(
-            spark, root=normalise_root(args.root), run_date=run_date,
-            model_path=str(version.model_path), model_version=version.version,
-            image_size=version.image_size, batch_size=args.batch_size,
-            decode_limits={"min_side": settings.min_side_px, "max_side": settings.max_side_px,
-                           "max_pixels": settings.max_pixels},
-            partitions=args.partitions,
-        )
+        try:
+            calibration = load_calibration(version.path)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if calibration is None:
+            log.warning("model %s has no calibration.json: age_low, age_high and "
+                        "p_under_legal_age will be NULL", version.version)
+        with day_lock(args.root, run_date, "score_photos"):  # one run of a day at a time
+            spark = build_spark("checkout-age-score", args.master)
+            counts = run(
+                spark, root=normalise_root(args.root), run_date=run_date,
+                model_path=str(version.model_path), model_version=version.version,
+                image_size=version.image_size, batch_size=args.batch_size,
+                decode_limits={"min_side": settings.min_side_px, "max_side": settings.max_side_px,
+                               "max_pixels": settings.max_pixels},
+                partitions=args.partitions, calibration=calibration,
+                face_options=face_options_from(settings),
+            )
     except UserError as exc:
         log.error("%s", exc)
         return 2

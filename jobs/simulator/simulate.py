@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.simulator.catalogue import CATEGORIES, build_catalogue, category_propensity
+from jobs.simulator.frames import plan_frames
 
 OPEN_S, CLOSE_S = 5 * 3600, 20 * 3600  # store hours in UTC (08:00-23:00 Moscow)
 SHIFT_CHANGE_S = 12 * 3600 + 1800
@@ -153,7 +154,7 @@ def _pick(rng: np.random.Generator, pool: np.ndarray, rate: float, minimum: int 
 
 
 def simulate_day(test_faces: pd.DataFrame, run_date: str, stores: int, receipts_per_store: int,
-                 seed: int) -> SimulatedDay:
+                 seed: int, frames: bool = False) -> SimulatedDay:
     """Generate one day of the simulated chain.
 
     Args:
@@ -162,11 +163,50 @@ def simulate_day(test_faces: pd.DataFrame, run_date: str, stores: int, receipts_
         stores: number of stores.
         receipts_per_store: customers per store (a customer refused everything leaves no receipt).
         seed: with the date, fixes everything.
+        frames: photos are checkout-camera frames (`jobs.simulator.frames`: the customer's face
+            in a 1280x720 scene, sometimes a second face, sometimes none) instead of face crops.
+            Everything else is the same day as without.
     """
     rng = np.random.default_rng([seed, int(run_date.replace("-", ""))])
     day_start = dt.datetime.fromisoformat(run_date).replace(tzinfo=None)
     catalogue = build_catalogue()
     staff = _stores(stores, rng)
+    cust = _customers(test_faces, staff, stores, receipts_per_store, rng)
+    n = len(cust)
+    regular, restricted = _baskets(cust["age"].to_numpy(), cust["attempted_restricted"].to_numpy(),
+                                   catalogue, rng)
+    restricted = restricted[~cust["refused"].to_numpy()[restricted["customer"].to_numpy()]]
+    items = pd.concat([regular, restricted]).sort_values(["customer", "product_id"], kind="stable")
+    has_receipt = np.zeros(n, dtype=bool)
+    has_receipt[items["customer"].unique()] = True
+    cust["receipt_id"] = _receipt_ids(cust, has_receipt, run_date)
+    cust["restricted_sold"] = np.isin(np.arange(n), restricted["customer"].unique())
+    photos = _photos(cust, staff, test_faces, day_start, rng)
+
+    sold = cust[has_receipt].copy()
+    lines = items.merge(catalogue[["product_id", "list_price_rub"]], on="product_id")
+    lines["receipt_id"] = cust["receipt_id"].to_numpy()[lines["customer"].to_numpy()]
+    lines["revenue"] = lines["quantity"] * lines["list_price_rub"]
+    totals = lines.groupby("receipt_id")["revenue"].sum()
+    sold["total_rub"] = sold["receipt_id"].map(totals).round(2)
+    sold["closed_at"] = _timestamp(day_start, sold["close_s"].to_numpy())
+    sold = sold.sort_values("receipt_id", ignore_index=True)
+    day = _with_landing_faults(run_date, catalogue, sold, lines, photos, rng,
+                               summary={"seed": seed, "stores": stores,
+                                        "receipts_per_store": receipts_per_store,
+                                        "customers": n, "lax_cashiers":
+                                        sorted(staff.loc[staff.lax, "cashier_id"].tolist())})
+    if frames:  # its own random stream: the rest of the day is the crops day, byte for byte
+        frame_rng = np.random.default_rng([seed, int(run_date.replace("-", "")), 1])
+        queue = shopper_faces(test_faces, len(day.photos), frame_rng)
+        day.photos = plan_frames(day.photos, queue, frame_rng)
+        day.summary["photo_format"] = "frames"
+    return day
+
+
+def _customers(test_faces: pd.DataFrame, staff: pd.DataFrame, stores: int,
+               receipts_per_store: int, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per customer: store, face, age, lane, till time, cashier, what they try to buy."""
     n = stores * receipts_per_store
     faces = shopper_faces(test_faces, n, rng)
     cust = pd.DataFrame({"store_id": np.repeat([f"S{s:03d}" for s in range(1, stores + 1)],
@@ -184,24 +224,28 @@ def simulate_day(test_faces: pd.DataFrame, run_date: str, stores: int, receipts_
     cust["shift"] = (close_s >= SHIFT_CHANGE_S).astype(int)
     cust = cust.merge(staff, on=["store_id", "lane_id", "shift"], how="left")
     asks = np.where(cust["lax"], rng.random(n) < 0.05, (cust["age"] < 25) & (rng.random(n) < 0.85))
-    refused = wants & asks & minor
-    regular, restricted = _baskets(cust["age"].to_numpy(), wants, catalogue, rng)
-    restricted = restricted[~refused[restricted["customer"].to_numpy()]]
-    items = pd.concat([regular, restricted]).sort_values(["customer", "product_id"], kind="stable")
-    has_receipt = np.zeros(n, dtype=bool)
-    has_receipt[items["customer"].unique()] = True
+    cust["attempted_restricted"], cust["refused"] = wants, wants & asks & minor
+    return cust
+
+
+def _receipt_ids(cust: pd.DataFrame, has_receipt: np.ndarray, run_date: str) -> np.ndarray:
+    """Receipt ids numbered per day in (store, till time) order; "" for customers without one."""
     order = np.lexsort((cust["close_s"].to_numpy(), cust["store_id"].to_numpy()))
-    receipt_id = np.full(n, "", dtype=object)
+    receipt_id = np.full(len(cust), "", dtype=object)
     seq = 0
     for i in order:
         if has_receipt[i]:
             seq += 1
             receipt_id[i] = f"R-{run_date.replace('-', '')}-{cust.at[i, 'store_id']}-{seq:06d}"
-    cust["receipt_id"] = receipt_id
-    cust["attempted_restricted"], cust["refused"] = wants, refused
-    cust["restricted_sold"] = np.isin(np.arange(n), restricted["customer"].unique())
+    return receipt_id
 
-    # Photos: most customers (with or without a receipt), a few late shots, stray passers-by.
+
+def _photos(cust: pd.DataFrame, staff: pd.DataFrame, test_faces: pd.DataFrame,
+            day_start: dt.datetime, rng: np.random.Generator) -> pd.DataFrame:
+    """Photos: most customers (with or without a receipt), a few late shots, stray passers-by,
+    a few broken files, photos without metadata and metadata without photos."""
+    n = len(cust)
+    close_s = cust["close_s"].to_numpy()
     taken = rng.random(n) < PHOTO_RATE
     delay = np.where(rng.random(n) < LATE_PHOTO_RATE, rng.uniform(15, 40, n),
                      rng.uniform(*WINDOW_FACE_BEFORE_CLOSE_S, n))
@@ -228,20 +272,7 @@ def simulate_day(test_faces: pd.DataFrame, run_date: str, stores: int, receipts_
     photos.loc[bad, "corrupt"] = [("truncated", "garbage", "empty")[k % 3] for k in range(len(bad))]
     photos["has_metadata"] = ~np.isin(all_idx, no_meta)
     photos["has_file"] = ~np.isin(all_idx, no_file)
-
-    sold = cust[has_receipt].copy()
-    lines = items.merge(catalogue[["product_id", "list_price_rub"]], on="product_id")
-    lines["receipt_id"] = receipt_id[lines["customer"].to_numpy()]
-    lines["revenue"] = lines["quantity"] * lines["list_price_rub"]
-    totals = lines.groupby("receipt_id")["revenue"].sum()
-    sold["total_rub"] = sold["receipt_id"].map(totals).round(2)
-    sold["closed_at"] = _timestamp(day_start, sold["close_s"].to_numpy())
-    sold = sold.sort_values("receipt_id", ignore_index=True)
-    return _with_landing_faults(run_date, catalogue, sold, lines, photos, rng,
-                                summary={"seed": seed, "stores": stores,
-                                         "receipts_per_store": receipts_per_store,
-                                         "customers": n, "lax_cashiers":
-                                         sorted(staff.loc[staff.lax, "cashier_id"].tolist())})
+    return photos
 
 
 def _with_landing_faults(run_date: str, catalogue: pd.DataFrame, sold: pd.DataFrame,

@@ -30,7 +30,6 @@ EXPECTED_DOWNSTREAM = {
     },
 }
 EXPECTED_PARAMS = {
-    "checkout_age_daily": {"date": None, "model_version": "production"},
     "age_model_retrain": {
         "faces_dir": None, "image_size": 160, "epochs": 30, "head_epochs": 2, "limit": None,
         "backbone": "mobilenet_v2", "max_mae": 8.0, "tolerance": 0.10,
@@ -67,10 +66,40 @@ def test_policy_retries_backoff_tags_docs(dagbag, dag_id):
         assert task.retry_exponential_backoff >= 2, task.task_id
 
 
-@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DOWNSTREAM))
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_PARAMS))
 def test_params_and_defaults(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.params.dump() == EXPECTED_PARAMS[dag_id]
+
+
+def test_daily_params_default_to_the_logical_date_and_the_production_alias(dagbag):
+    from model.registry import PRODUCTION
+
+    params = dagbag.dags["checkout_age_daily"].params
+    assert set(params.dump()) == {"date", "model_version"}
+    assert params.get_param("date").resolve() is None  # None: the run's logical date
+    assert params.get_param("model_version").resolve() == PRODUCTION
+
+
+def test_daily_params_refuse_what_is_unsafe_on_a_command_line(dagbag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    params = dagbag.dags["checkout_age_daily"].params
+    version, day = params.get_param("model_version"), params.get_param("date")
+    assert version.resolve("v0003") == "v0003"
+    assert day.resolve("2026-03-14") == "2026-03-14"
+    for bad in ("v3", "latest", "production; rm -rf /", "v0003 --root /tmp"):
+        with pytest.raises(ParamValidationError):
+            version.resolve(bad)
+    for bad in ("14.03.2026", "2026-03-14; rm -rf /"):
+        with pytest.raises(ParamValidationError):
+            day.resolve(bad)
+
+
+def test_daily_dag_resolves_the_model_by_a_command_not_a_shell_pipe(dagbag):
+    resolve = dagbag.dags["checkout_age_daily"].get_task("resolve_model")
+    assert resolve.bash_command.endswith("model show {{ params.model_version }} --version-only")
+    assert "|" not in resolve.bash_command and "python" not in resolve.bash_command
 
 
 def test_daily_dag_is_one_run_per_day_and_waits_for_the_landing_marker(dagbag):

@@ -14,3 +14,12 @@ def spark():
                           driver_memory="1g")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def reported_day(faces_dir, trained_registry, tmp_path_factory):
+    """A simulated day run through both daily Spark jobs, once per session (`daily_run`)."""
+    from daily_run import run_reported_day
+
+    return run_reported_day(faces_dir, trained_registry, tmp_path_factory.mktemp("daily"),
+                            tmp_path_factory.mktemp("face-cache"))

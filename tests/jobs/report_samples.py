@@ -71,37 +71,44 @@ def write_samples(root: Path) -> Path:
     ])
 
     # compliance: flag_rate over both days is 3/6 for S001-C01 (the mean of the daily rates
-    # would be 0.625) and 2/4 for S002-C01.
-    def comp(store, cashier, receipts, restricted, with_photo, flagged):
+    # would be 0.625) and 2/4 for S002-C01. Expected sales to minors (sum of P(minor) over
+    # restricted sales with a photo): S001-C01 0.9 + 0.12 = 1.02 over 4 + 1 sales with a
+    # probability (one D2 photo had none); S002-C01 0.79 + 0.01 = 0.80 over 3 + 1; S001-C02
+    # had no photo, so no expectation (NULL, not 0).
+    def comp(store, cashier, receipts, restricted, with_photo, flagged, with_p, expected):
         return {"store_id": store, "cashier_id": cashier, "receipts": receipts,
                 "restricted_receipts": restricted, "with_photo": with_photo, "flagged": flagged,
                 "flag_rate": ratio(flagged, with_photo), "no_photo": restricted - with_photo,
-                "challenge_age": 25}
+                "challenge_age": 25, "with_probability": with_p, "expected_minor_sales": expected}
 
     write_day(root, "compliance", DAY1, [
-        comp("S001", "S001-C01", 20, 5, 4, 1),
-        comp("S001", "S001-C02", 10, 2, 0, 0),
-        comp("S002", "S002-C01", 8, 3, 3, 2),
+        comp("S001", "S001-C01", 20, 5, 4, 1, 4, 0.9),
+        comp("S001", "S001-C02", 10, 2, 0, 0, 0, None),
+        comp("S002", "S002-C01", 8, 3, 3, 2, 3, 0.79),
     ])
     write_day(root, "compliance", DAY2, [
-        comp("S001", "S001-C01", 15, 3, 2, 2),
-        comp("S002", "S002-C01", 5, 1, 1, 0),
+        comp("S001", "S001-C01", 15, 3, 2, 2, 1, 0.12),
+        comp("S002", "S002-C01", 5, 1, 1, 0, 1, 0.01),
     ])
 
-    def flag(day, store, lane, cashier, n, clock, photo, age):
+    # Tiers at the default thresholds (0.5 likely, 0.2 possible): 0.72 likely minor, 0.31
+    # possible minor, 0.12 and 0.04 probably adult, NULL no calibration.
+    def flag(day, store, lane, cashier, n, clock, photo, age, p_minor):
         return {"receipt_id": f"R-{day.replace('-', '')}-{store}-{n:06d}", "store_id": store,
                 "lane_id": lane, "cashier_id": cashier, "closed_at": _ts(day, clock),
                 "photo_id": photo, "age_pred_years": age, "model_version": "v0003",
-                "restricted_units": 2, "restricted_revenue_rub": 259.8, "challenge_age": 25}
+                "restricted_units": 2, "restricted_revenue_rub": 259.8, "challenge_age": 25,
+                "p_under_legal_age": p_minor}
 
     write_day(root, "compliance_flags", DAY1, [
-        flag(DAY1, "S001", 1, "S001-C01", 1, "09:12:33.120", "ph-0001", 19.5),
-        flag(DAY1, "S002", 2, "S002-C01", 7, "10:00:00", "<script>alert(1)</script>", 16.0),
-        flag(DAY1, "S002", 2, "S002-C01", 9, "11:30:00", "ph-0009", 23.9),
+        flag(DAY1, "S001", 1, "S001-C01", 1, "09:12:33.120", "ph-0001", 19.5, 0.31),
+        flag(DAY1, "S002", 2, "S002-C01", 7, "10:00:00", "<script>alert(1)</script>", 16.0,
+             0.72),
+        flag(DAY1, "S002", 2, "S002-C01", 9, "11:30:00", "ph-0009", 23.9, 0.04),
     ])
     write_day(root, "compliance_flags", DAY2, [
-        flag(DAY2, "S001", 1, "S001-C01", 3, "08:00:00", "ph-1003", 21.0),
-        flag(DAY2, "S001", 3, "S001-C01", 4, "18:45:10", "ph-1004", 24.2),
+        flag(DAY2, "S001", 1, "S001-C01", 3, "08:00:00", "ph-1003", 21.0, 0.12),
+        flag(DAY2, "S001", 3, "S001-C01", 4, "18:45:10", "ph-1004", 24.2, None),
     ])
 
     def quality(photos, scored, matched, receipts_in, valid, receipts_matched, lines_in,
@@ -124,10 +131,14 @@ def write_samples(root: Path) -> Path:
         quality(20, 20, 14, 16, 16, 14, 40, 40, 22.0, 41.0, 66.0, {"18-24": 5, "65+": 15})])
 
     # photo_scores: D1 S001 3 photos (1 x 18-24, 2 x 65+), S002 2 photos (18-24); D2 S001 1.
+    # Intervals 5 years either side; probabilities as on the flags above.
+    p_minor = {1: 0.31, 7: 0.72, 9: 0.04, 1003: 0.12}
+
     def score(day, n, store, age, group):
         return {"photo_id": f"ph-{n:04d}", "store_id": store, "lane_id": 1,
                 "captured_at": _ts(day, f"09:{n % 60:02d}:00"), "age_pred_years": age,
-                "age_group": group, "model_version": "v0003"}
+                "age_group": group, "model_version": "v0003", "age_low": age - 5.0,
+                "age_high": age + 5.0, "p_under_legal_age": p_minor.get(n, 0.001)}
 
     write_day(root, "photo_scores", DAY1, [
         score(DAY1, 1, "S001", 19.5, "18-24"), score(DAY1, 2, "S001", 70.2, "65+"),

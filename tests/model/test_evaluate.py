@@ -11,7 +11,7 @@ import pytest
 
 from jobs.cli.main import main as cli_main
 from model.errors import UserError
-from model.evaluate import evaluate_model, select_rows
+from model.evaluate import calibrate_model, evaluate_model, select_rows
 from model.registry import ModelRegistry, ModelVersion
 
 TEST_SHA = "0" * 64  # content-hash position 0.0 -> test split
@@ -108,8 +108,8 @@ def test_cli_evaluate_json(
     monkeypatch.setenv("CHECKOUT_AGE_CACHE_DIR", str(tmp_path))
     assert cli_main(["model", "evaluate", "--faces", str(small_faces_dir), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    for key in ("n", "mae", "rmse", "by_band", "by_gender", "minors_pred_ge_18",
-                "minors_pred_ge_25", "adults_18_24_pred_lt_18"):
+    for key in ("n", "mae", "rmse", "by_band", "by_gender", "minors_pred_ge_legal",
+                "minors_pred_ge_challenge", "young_adults_pred_lt_legal"):
         assert key in result
     assert len(result["by_band"]) == 8 and result["split"] == "test"
     assert cli_main(["model", "evaluate", "--model", "v0042", "--faces", str(small_faces_dir)]) == 2
@@ -141,7 +141,86 @@ def test_cli_registry_commands(
     assert lines[0].startswith("  v0001") and lines[1].startswith("* v0002")
     assert cli_main(["model", "show", "production", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == "v0002"
+    assert cli_main(["model", "show", "production", "--version-only"]) == 0
+    assert capsys.readouterr().out == "v0002\n"  # what the daily DAG pins as its XCom
     assert cli_main(["model", "rollback"]) == 0
     assert "production is now v0001" in capsys.readouterr().out
     assert cli_main(["model", "rollback"]) == 2
     assert "no earlier version" in capsys.readouterr().err
+
+
+def _foreign_folder(faces_dir: Path, small_faces_dir: Path, folder: Path, count: int,
+                    offset: int) -> Path:
+    """`count` real faces of the full set outside the small training set, spread over ages."""
+    small = pd.read_csv(small_faces_dir / "labels.csv", dtype=str)
+    full = pd.read_csv(faces_dir / "labels.csv", dtype=str)
+    fresh = full[~full["file_name"].isin(small["file_name"])].iloc[offset::101].head(count)
+    (folder / "final_files").mkdir(parents=True)
+    for name in fresh["file_name"]:
+        shutil.copy(faces_dir / "final_files" / name, folder / "final_files" / name)
+    fresh.to_csv(folder / "labels.csv", index=False)
+    return folder
+
+
+@pytest.mark.slow
+def test_calibrate_registers_a_calibrated_copy_and_evaluate_reports_its_figures(
+    trained_registry: Path, small_faces_dir: Path, faces_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "registry"
+    shutil.copytree(trained_registry, root)
+    monkeypatch.setenv("MODEL_REGISTRY", str(root))
+    monkeypatch.setenv("CHECKOUT_AGE_CACHE_DIR", str(tmp_path / "cache"))
+    # The smoke model's validation split (~30 faces) is too small to calibrate at training.
+    assert not (root / "versions" / "v0001" / "calibration.json").exists()
+    assert cli_main(["model", "evaluate", "--model", "v0001", "--faces", str(small_faces_dir),
+                     "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["calibration"] is None
+
+    calib = _foreign_folder(faces_dir, small_faces_dir, tmp_path / "calib", 160, offset=0)
+    assert cli_main(["model", "calibrate", "--model", "v0001", "--faces", str(calib),
+                     "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert (made["version"], made["calibrated_from"]) == ("v0002", "v0001")
+    assert made["rows_fit"] + made["rows_check"] <= 160 and made["rows_fit"] >= 50
+    version = ModelRegistry(root).resolve("v0002")
+    assert (version.path / "calibration.json").is_file()
+    assert (version.path / "plots" / "reliability.png").is_file()
+    assert version.config["calibrated_from"] == "v0001"
+    assert "## Calibration (measured on" in (version.path / "card.md").read_text()
+
+    check = _foreign_folder(faces_dir, small_faces_dir, tmp_path / "check", 60, offset=50)
+    assert cli_main(["model", "evaluate", "--model", "v0002", "--faces", str(check),
+                     "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    figures = result["calibration"]
+    assert figures["n"] == result["n"] and figures["coverage_target"] == 0.8
+    assert 0 <= figures["coverage"] <= 1 and 0 <= figures["brier"] <= 1
+    assert set(figures["coverage_by_band"]) == set(result["by_band"])
+    assert sum(row["n"] for row in figures["reliability"]) == result["n"]
+
+
+@pytest.mark.slow
+def test_calibrate_refuses_faces_the_model_trained_on(
+    trained_registry: Path, small_faces_dir: Path, faces_dir: Path, tmp_path: Path,
+) -> None:
+    root = tmp_path / "registry"
+    shutil.copytree(trained_registry, root)
+    version = ModelRegistry(root).resolve("v0001")
+    with pytest.raises(UserError, match="own training set"):
+        calibrate_model("v0001", small_faces_dir, registry_root=root, cache_dir=tmp_path)
+    folder = _foreign_folder(faces_dir, small_faces_dir, tmp_path / "mixed", 80, offset=7)
+    seen = set((version.path / "training_images.txt").read_text().split())
+    from model.dataset import validate_dataset
+
+    usable = validate_dataset(small_faces_dir).usable
+    one = usable[usable["sha256"].isin(seen)].iloc[0]
+    shutil.copy(small_faces_dir / "final_files" / one["file_name"],
+                folder / "final_files" / one["file_name"])
+    labels = pd.read_csv(folder / "labels.csv", dtype=str)
+    small = pd.read_csv(small_faces_dir / "labels.csv", dtype=str)
+    pd.concat([labels, small[small["file_name"] == one["file_name"]]]).to_csv(
+        folder / "labels.csv", index=False)
+    with pytest.raises(UserError, match="1 of .* usable faces .* trained v0001"):
+        calibrate_model("v0001", folder, registry_root=root, cache_dir=tmp_path)
+    assert [v["version"] for v in ModelRegistry(root).list_versions()] == ["v0001"]

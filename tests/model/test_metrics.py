@@ -50,25 +50,37 @@ def test_compliance_shares() -> None:
     m = age_metrics(TRUE, PRED)
     # minors: 10 -> 12 (under 18), 16 -> 26 (18+ and 25+)
     assert m["n_minors"] == 2
-    assert m["minors_pred_ge_18"] == pytest.approx(0.5)
-    assert m["minors_pred_ge_25"] == pytest.approx(0.5)
+    assert m["minors_pred_ge_legal"] == pytest.approx(0.5)
+    assert m["minors_pred_ge_challenge"] == pytest.approx(0.5)
     # 18-24: 20 -> 17, estimated under 18
-    assert m["n_adults_18_24"] == 1
-    assert m["adults_18_24_pred_lt_18"] == pytest.approx(1.0)
+    assert m["n_young_adults"] == 1
+    assert m["young_adults_pred_lt_legal"] == pytest.approx(1.0)
+    assert (m["legal_age"], m["challenge_age"]) == (18, 25)
+
+
+def test_configured_ages_move_the_compliance_shares() -> None:
+    # Legal age 21, challenge 30 (worked out by hand): the minors 10, 16, 20 are estimated 12, 26,
+    # 17, so one of three 21+ and none 30+; the one young adult (21..29), 25, is estimated 20.
+    m = age_metrics([10, 16, 20, 25, 40], [12, 26, 17, 20, 41], legal_age=21, challenge_age=30)
+    assert (m["legal_age"], m["challenge_age"]) == (21, 30)
+    assert m["n_minors"] == 3
+    assert m["minors_pred_ge_legal"] == pytest.approx(1 / 3)
+    assert m["minors_pred_ge_challenge"] == 0.0
+    assert (m["n_young_adults"], m["young_adults_pred_lt_legal"]) == (1, 1.0)
 
 
 def test_thresholds_are_inclusive_where_the_law_is() -> None:
     # 17.9 is a minor estimated exactly 18 (counts as 18+, not 25+); 18 and 24.9 are young
     # adults (both estimated under 18), 25 is neither.
     m = age_metrics([17.9, 18, 24.9, 25], [18, 17.99, 17, 10])
-    assert (m["n_minors"], m["minors_pred_ge_18"], m["minors_pred_ge_25"]) == (1, 1.0, 0.0)
-    assert (m["n_adults_18_24"], m["adults_18_24_pred_lt_18"]) == (2, 1.0)
+    assert (m["n_minors"], m["minors_pred_ge_legal"], m["minors_pred_ge_challenge"]) == (1, 1.0, 0.0)
+    assert (m["n_young_adults"], m["young_adults_pred_lt_legal"]) == (2, 1.0)
 
 
 def test_empty_groups_give_none_not_zero() -> None:
     m = age_metrics(np.array([40.0, 50.0]), np.array([41.0, 47.0]))
-    assert m["n_minors"] == 0 and m["minors_pred_ge_18"] is None
-    assert m["minors_pred_ge_25"] is None and m["adults_18_24_pred_lt_18"] is None
+    assert m["n_minors"] == 0 and m["minors_pred_ge_legal"] is None
+    assert m["minors_pred_ge_challenge"] is None and m["young_adults_pred_lt_legal"] is None
 
 
 def test_no_rows_at_all() -> None:

@@ -10,11 +10,12 @@ import pytest
 from chromium_page import CHROMIUM, visit
 from report_samples import DAY1, DAY2, write_samples
 
+from jobs.analytics import charts
 from jobs.analytics.html_report import load_day, render_html, write_report
 from jobs.analytics.query import DuckDBEngine
 from model.errors import UserError
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"  # the repo root's, gitignored
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +120,17 @@ def test_browser_check_catches_console_errors_exceptions_and_fetches(tmp_path):
     assert any("undefinedFunction is not defined" in e for e in seen.errors), seen.errors
     assert "https://cdn.example.invalid/chart.js" in seen.requests
     assert seen.dom["scripts"] == 2
+
+
+def test_every_chart_escapes_the_text_it_is_given():
+    hostile = '<script>alert("x")</script>'
+    svgs = [
+        charts.stacked_shares([(hostile, {hostile: 1})], [hostile], hostile),
+        charts.heatmap([hostile], [hostile],
+                       {(hostile, hostile): {"lift": 2.0, "muted": False, "tip": hostile}}, hostile),
+        charts.rate_bars([(hostile, 0.5, hostile)], hostile, hostile),
+        charts.stacked_counts([(hostile, [(hostile, 3, "#000")])], hostile),
+    ]
+    for svg in svgs:
+        assert "<script" not in svg
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in svg

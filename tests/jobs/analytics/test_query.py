@@ -13,7 +13,6 @@ from report_samples import DAY1, DAY2, write_samples
 
 from jobs.analytics import query_sql
 from jobs.analytics.query import DuckDBEngine, check_root, make_filters, run_query
-from jobs.analytics.query import segments as segments_frame
 from model.errors import UserError
 
 
@@ -138,6 +137,44 @@ def test_compliance_flag_rate_from_sums_not_mean_of_days(engine):
             c01["no_photo"], c01["days"], c01["challenge_age"]) == (35, 8, 6, 3, 2, 2, 25)
     assert c01["flag_rate"] == 0.5  # 3/6; the mean of daily rates would be 0.625
     assert rows[("S001-C02",)]["flag_rate"] is None  # no restricted sale had a photo
+    # Most expected sales to minors first: 1.02, 0.80, then NULL (no photo, no expectation).
+    assert c01["expected_minor_sales"] == pytest.approx(1.02)
+    assert (c01["with_probability"], rows[("S002-C01",)]["with_probability"]) == (5, 4)
+    assert c01["expected_minor_share"] == pytest.approx(1.02 / 5)  # from the sums
+    assert rows[("S002-C01",)]["expected_minor_sales"] == pytest.approx(0.80)
+    assert rows[("S001-C02",)]["expected_minor_sales"] is None
+
+
+def test_expected_minor_sales_roll_up_as_sums_over_days_and_stores(engine):
+    def expected(filters):
+        return {r["cashier_id"]: r["expected_minor_sales"]
+                for r in run_query(engine, "compliance", filters).records()}
+
+    day1, day2 = expected(make_filters(DAY1)), expected(make_filters(DAY2))
+    both = expected(make_filters(DAY1, DAY2))
+    assert both["S001-C01"] == pytest.approx(day1["S001-C01"] + day2["S001-C01"])
+    assert both["S002-C01"] == pytest.approx(day1["S002-C01"] + day2["S002-C01"])
+    assert (day1["S001-C01"], day2["S001-C01"]) == (pytest.approx(0.9), pytest.approx(0.12))
+    # A store's expected count is the sum over its cashiers (NULL adds nothing).
+    s001 = expected(make_filters(DAY1, DAY2, store="S001"))
+    assert sum(v for v in s001.values() if v is not None) == pytest.approx(1.02)
+
+
+def test_flags_most_likely_minor_first_with_tiers(engine):
+    records = run_query(engine, "flags", make_filters(DAY1, DAY2)).records()
+    assert [(r["photo_id"], r["p_under_legal_age"], r["minor_tier"]) for r in records] == [
+        ("<script>alert(1)</script>", 0.72, "likely minor"),
+        ("ph-0001", 0.31, "possible minor"),
+        ("ph-1003", 0.12, "probably adult"),
+        ("ph-0009", 0.04, "probably adult"),
+        ("ph-1004", None, "no calibration"),
+    ]
+    stricter = run_query(engine, "flags", make_filters(DAY1, DAY2), likely_p=0.3,
+                         possible_p=0.1).records()
+    assert [r["minor_tier"] for r in stricter][:3] == ["likely minor", "likely minor",
+                                                       "possible minor"]
+    with pytest.raises(UserError, match="minor tiers need"):
+        query_sql.flags_query(make_filters(DAY1), likely_p=0.2, possible_p=0.5)
 
 
 def test_flags_filtered_by_cashier(engine):
@@ -238,11 +275,11 @@ def test_root_checks(tmp_path):
         run_query(DuckDBEngine(tmp_path), "compliance", make_filters(DAY1))
 
 
-def test_pandas_api_returns_a_frame(root):
-    frame = segments_frame(root, make_filters(DAY1, DAY2), by_store=True)
-    assert list(frame.columns[:3]) == ["store_id", "age_group", "category"]
-    assert len(frame) == 6
-    assert frame["receipts"].sum() == 9 + 3 + 2 + 12
+def test_segments_by_store_keep_one_block_per_store(engine):
+    result = run_query(engine, "segments", make_filters(DAY1, DAY2), by_store=True)
+    assert result.columns[:3] == ["store_id", "age_group", "category"]
+    assert len(result.rows) == 6
+    assert sum(r["receipts"] for r in result.records()) == 9 + 3 + 2 + 12
 
 
 @pytest.mark.slow
@@ -277,3 +314,21 @@ def test_spark_engine_gives_the_same_answers(root, engine, tmp_path):
         run_query(spark_engine, "segments", make_filters(DAY1, store="S999"))
     with pytest.raises(UserError, match="has no date=\\* partitions"):
         run_query(SparkEngine(spark, tmp_path), "compliance", make_filters(DAY1))
+
+
+def test_days_written_before_calibration_read_as_null(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = write_samples(tmp_path)
+    old_day = root / "reports" / "compliance" / "date=2026-02-28"
+    old_day.mkdir()
+    # The compliance table as written before issue 12: no probability columns.
+    pq.write_table(pa.Table.from_pylist([{
+        "store_id": "S001", "cashier_id": "S001-C01", "receipts": 7, "restricted_receipts": 2,
+        "with_photo": 2, "flagged": 1, "flag_rate": 0.5, "no_photo": 0, "challenge_age": 25,
+    }]), old_day / "part-0.parquet")
+    result = run_query(DuckDBEngine(root), "compliance", make_filters("2026-02-28", DAY2))
+    c01 = _rows(result, "cashier_id")[("S001-C01",)]
+    assert (c01["receipts"], c01["flagged"], c01["days"]) == (42, 4, 3)
+    assert (c01["expected_minor_sales"], c01["with_probability"]) == (pytest.approx(1.02), 5)

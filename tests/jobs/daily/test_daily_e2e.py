@@ -4,16 +4,11 @@ count adds up and the compliance flags find the simulated sales to minors."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-DAY = "2026-03-14"
-STORES, RECEIPTS_PER_STORE, SEED = 6, 100, 11
+from daily_run import REPORTED_DAY as DAY
 
 pytestmark = pytest.mark.slow
 
@@ -22,27 +17,10 @@ def _table(root: Path, table: str) -> pd.DataFrame:
     return pd.read_parquet(root / "reports" / table / f"date={DAY}")
 
 
-def _cli(*args: str) -> dict:
-    command = [str(Path(sys.executable).parent / "checkout-age"), *args, "--json"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
-def day(faces_dir, trained_registry, tmp_path_factory):
+def day(reported_day):
     """Root of a simulated, scored and reported day, plus the job results and the truth."""
-    from jobs.daily.landing import load_test_faces, write_day
-    from jobs.simulator.simulate import simulate_day
-
-    root = tmp_path_factory.mktemp("daily")
-    faces = load_test_faces(faces_dir, tmp_path_factory.mktemp("face-cache"))
-    simulated = simulate_day(faces, DAY, STORES, RECEIPTS_PER_STORE, SEED)
-    write_day(simulated, str(root))
-    scored = _cli("score", "--date", DAY, "--root", str(root), "--registry",
-                  str(trained_registry), "--master", "local[1]")
-    reported = _cli("reports", "--date", DAY, "--root", str(root), "--master", "local[1]")
-    return root, simulated, scored, reported
+    return reported_day
 
 
 def test_photo_counts_add_up(day):

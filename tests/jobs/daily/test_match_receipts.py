@@ -20,7 +20,7 @@ SCORE_SCHEMA = (
 OUT_SCHEMA = (
     "receipt_id string, store_id string, lane_id int, cashier_id string, closed_at timestamp, "
     "total_rub double, photo_id string, captured_at timestamp, time_diff_s double, "
-    "age_pred_years double, age_group string, model_version string"
+    "age_pred_years double, age_group string, model_version string, p_under_legal_age double"
 )
 
 
@@ -40,8 +40,9 @@ def photo(pid, store, lane, clock, age=30.0):
 def matched(rec, pho, diff):
     """Expected receipt_ages row: receipt tuple + photo tuple (or None) + time difference."""
     if pho is None:
-        return (*rec, None, None, None, None, None, None)
-    return (*rec, pho[0], pho[3], diff, pho[4], pho[5], pho[6])
+        return (*rec, None, None, None, None, None, None, None)
+    # SCORE_SCHEMA is a partition scored before calibration: p_under_legal_age is NULL.
+    return (*rec, pho[0], pho[3], diff, pho[4], pho[5], pho[6], None)
 
 
 def test_window_ties_skew_and_competition(spark):
@@ -111,3 +112,13 @@ def test_greedy_pairs_is_one_to_one_and_deterministic():
         {"receipt_id": "r1", "photo_id": "p1", "time_diff_s": -1.0},
         {"receipt_id": "r2", "photo_id": "p2", "time_diff_s": -2.0},
     ]
+
+
+def test_calibrated_scores_carry_their_probability(spark):
+    r1, r2 = receipt("r1", "S1", 1, "10:00:00"), receipt("r2", "S1", 1, "11:00:00")
+    scores = spark.createDataFrame(
+        [(*photo("p1", "S1", 1, "10:00:02", 16.5), 0.62)],
+        SCORE_SCHEMA + ", p_under_legal_age double")
+    result = match_receipts(spark.createDataFrame([r1, r2], RECEIPT_SCHEMA), scores, 10)
+    assert {r.receipt_id: r.p_under_legal_age for r in result.collect()} == {"r1": 0.62,
+                                                                             "r2": None}

@@ -30,6 +30,9 @@ GOOD_QUALITY = {
     "lines_in": 20,
     "lines_valid": 19,
     "lines_quarantined": 1,
+    "products_in": 200,
+    "products_valid": 198,
+    "products_quarantined": 2,
     "match_rate": 4 / 6,
     "age_pred_p10": 20.0,
     "age_pred_p50": 35.0,
@@ -46,6 +49,7 @@ GOOD_COUNTS = {
     "receipts_matched": 4,
     "receipt_quarantine_receipts": 1,
     "receipt_quarantine_lines": 1,
+    "product_quarantine": 2,
 }
 MARKER = {"date": DAY, "products": 200, "receipts": 7, "receipt_lines": 20, "photos": 9,
           "photo_files": 9}
@@ -93,6 +97,28 @@ def test_landing_marker_bounds_the_counts():
     ]
 
 
+def test_rejected_products_are_counted_and_must_be_in_their_table():
+    assert _problems(quality={"products_valid": 199}) == [
+        "products_in 200 != products_valid 199 + products_quarantined 2"
+    ]
+    assert _problems(counts={"product_quarantine": 0}) == [
+        "run_quality says products_quarantined 2 but the tables hold 0"
+    ]
+    assert _problems(marker={**MARKER, "products": 201}) == ["products_in 200 != 201 rows landed"]
+    # A run_quality row written before products were counted fails instead of passing blindly.
+    assert _problems(quality={"products_in": None}) == [
+        "products_in None != products_valid 198 + products_quarantined 2",
+        "products_in None != 200 rows landed",
+    ]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -3, 2.5, "7", True])
+def test_a_marker_count_that_is_no_row_count_is_named(value):
+    assert _problems(marker={**MARKER, "receipts": value}) == [
+        f"_COMPLETE receipts {value!r} is not a row count"
+    ]
+
+
 def test_match_rate_below_the_floor_fails():
     assert _problems(floor=0.7) == [
         "match rate 0.667 (4/6 receipts) is below the floor 0.700"
@@ -137,6 +163,8 @@ def _write_day(root: Path, quality: dict) -> None:
     _write(root, "receipt_quarantine",
            [{"source_file": "receipts.csv"}, {"source_file": "receipt_lines.csv"}],
            pa.schema([("source_file", pa.string())]))
+    _write(root, "product_quarantine", [{"product_id": "P1"}, {"product_id": None}],
+           pa.schema([("product_id", pa.string())]))
     landing = root / "landing" / f"date={DAY}"
     landing.mkdir(parents=True)
     (landing / "_COMPLETE").write_text(json.dumps(MARKER))
@@ -238,4 +266,13 @@ def test_landing_ready_waits_for_the_marker_and_refuses_purged_days(tmp_path, ca
 @pytest.mark.parametrize("bad", ["14.03.2026", "2026-02-30"])
 def test_bad_dates_are_user_errors(tmp_path, capsys, bad):
     assert main(["retention", "--date", bad, "--root", str(tmp_path)]) == 2
-    assert f"bad date '{bad}'" in capsys.readouterr().err
+    assert f"date '{bad}' is not" in capsys.readouterr().err
+
+
+def test_a_day_of_frames_without_faces_fails_the_check():
+    """A camera pointing at the floor: the no-face rate is over the ceiling (NULL = crops)."""
+    assert _problems(quality={"no_face_rate": 0.08}) == []
+    assert _problems(quality={"no_face_rate": None}) == []
+    assert _problems(quality={"no_face_rate": 0.9}) == [
+        "no face found in 90.0% of the day's frames (more than 50%): is a camera pointing "
+        "away from the till?"]

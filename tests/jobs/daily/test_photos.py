@@ -83,7 +83,7 @@ def tiny_model(tmp_path_factory):
 
 
 def test_scoring_udf_matches_in_process_prediction(spark, faces_dir, tiny_model):
-    from jobs.daily.score_photos import age_udf, check_udf, pixels_udf, score_inventory
+    from jobs.daily.score_photos import age_udf, face_udf, pixels_udf, score_inventory
     from model.images import decode_face
     from model.net import load_age_model
     from model.predict import predict_ages
@@ -98,8 +98,9 @@ def test_scoring_udf_matches_in_process_prediction(spark, faces_dir, tiny_model)
         "photo_id string, store_id string, lane_id int, captured_at timestamp, content binary, "
         "reason string, detail string",
     )
-    scored = score_inventory(inventory, check_udf(), pixels_udf(32), age_udf(str(tiny_model), 32, 2))
+    scored = score_inventory(inventory, face_udf(), pixels_udf(32), age_udf(str(tiny_model), 32, 2))
     rows = {r.photo_id: r for r in scored.collect()}
+    assert {rows[f"p{i}"].faces_found for i in range(3)} == {None}  # crops: nothing detected
 
     expected = predict_ages(load_age_model(tiny_model),
                             np.stack([decode_face(data, 32) for data in raw]))
@@ -113,3 +114,67 @@ def test_scoring_udf_matches_in_process_prediction(spark, faces_dir, tiny_model)
     assert sorted(r.photo_id for r in scores.collect()) == ["p0", "p1", "p2"]
     assert {r.model_version for r in scores.collect()} == {"v9"}
     assert sorted(r.photo_id for r in photo_quarantine(scored).collect()) == ["bad", "cut", "meta"]
+
+
+def _frame_bytes(faces_dir, name: str | None, seed: int) -> bytes:
+    """A 1280x720 JPEG scene with a faces-set crop pasted at ~150 px face width (or none)."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = np.linspace(40, 200, 1280)[None, :, None] + rng.normal(0, 15, (720, 1280, 3))
+    scene = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    if name:
+        with Image.open(faces_dir / "final_files" / name) as crop:
+            scene.paste(crop.convert("RGB").resize((185, 185)), (400 + 40 * seed, 380))
+    out = io.BytesIO()
+    scene.save(out, format="JPEG", quality=80)
+    return out.getvalue()
+
+
+def test_scoring_udf_finds_and_crops_the_face_in_frames(spark, faces_dir, tiny_model):
+    """Frames: detection in the face UDF, crop + model in the chained UDFs, same as in-process;
+    the detector runs once per row; a frame without a face is quarantined `no_face`."""
+    from PIL import Image
+
+    from jobs.daily.score_photos import age_udf, face_udf, pixels_udf, score_inventory
+    from model.faces import crop_from, locate_photos
+    from model.net import load_age_model
+    from model.predict import predict_ages
+
+    frames = [_frame_bytes(faces_dir, name, i) for i, name in
+              enumerate(["000000.jpg", "000001.jpg", "000002.jpg", None])]
+    crop = (faces_dir / "final_files" / "000005.jpg").read_bytes()
+    inventory = spark.createDataFrame(
+        [(f"f{i}", "S1", 1, None, data, None, None) for i, data in enumerate([*frames, crop])],
+        "photo_id string, store_id string, lane_id int, captured_at timestamp, content binary, "
+        "reason string, detail string",
+    ).repartition(2)
+    scored = score_inventory(inventory, face_udf(), pixels_udf(32), age_udf(str(tiny_model), 32, 2))
+    plan = scored._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("faces(") == 1, plan  # nondeterministic: never evaluated twice
+    rows = {r.photo_id: r for r in scored.collect()}
+
+    located = locate_photos(frames[:3])
+    images = [Image.open(io_bytes(data)).convert("RGB") for data in frames[:3]]
+    expected = predict_ages(load_age_model(tiny_model), np.stack(
+        [crop_from(image, row["crop"], 32) for image, row in zip(images, located, strict=True)]))
+    got = np.array([rows[f"f{i}"].age_pred_years for i in range(3)])
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    for i, row in enumerate(located):
+        assert rows[f"f{i}"].reason is None and rows[f"f{i}"].faces_found == 1
+        assert (rows[f"f{i}"].face_x, rows[f"f{i}"].face_w) == (row["face_x"], row["face_w"])
+    assert (rows["f3"].reason, rows["f3"].faces_found) == ("no_face", 0)
+    assert rows["f4"].reason is None and rows["f4"].faces_found is None  # a crop, scored whole
+
+    scores = {r.photo_id: r for r in photo_scores(scored, "v9").collect()}
+    assert sorted(scores) == ["f0", "f1", "f2", "f4"]
+    assert 0.9 <= scores["f0"].face_confidence <= 1 and scores["f0"].face_h > 0
+    assert [r.reason for r in photo_quarantine(scored).collect()] == ["no_face"]
+
+
+def io_bytes(data: bytes):
+    import io
+
+    return io.BytesIO(data)

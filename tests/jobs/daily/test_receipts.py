@@ -6,15 +6,19 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from jobs.contract import PRODUCT_QUARANTINE, check_columns
 from jobs.daily.csv_lines import read_csv_lines
 from jobs.daily.receipts import (
     LINE_COLUMNS,
     RECEIPT_COLUMNS,
+    catalogue,
     check_lines,
     check_products,
     check_receipts,
+    product_quarantine,
     receipt_quarantine,
 )
+from jobs.daily.reports import read_products
 from model.errors import UserError
 
 DAY = "2026-03-14"
@@ -52,21 +56,52 @@ def landing(tmp_path):
     return tmp_path
 
 
-def _products(spark):
-    raw = spark.createDataFrame(
-        [("P1", "Milk", "dairy", "false"), ("P2", "Beer", "beer", "TRUE"),
-         (None, "Ghost", "dairy", "false"), ("P3", "Odd", "dairy", "maybe")],
-        "product_id string, name string, category string, age_restricted string",
-    )
-    return check_products(raw)
+PRODUCTS_CSV = """product_id,name,category,age_restricted
+P1,Milk,dairy,false
+P2,Beer,beer,TRUE
+,Ghost,dairy,false
+P3,Odd,dairy,maybe
+P4,"Crisps, salted",snacks
+P1,Milk again,dairy,false
+P5,"<b>Cola</b>, 1 l",drinks,false
+"""
 
 
-def test_products_keep_only_usable_rows(spark):
+@pytest.fixture()
+def products_csv(tmp_path):
+    path = tmp_path / "products.csv"
+    path.write_text(PRODUCTS_CSV)
+    return path
+
+
+def _products(spark, path):
+    return catalogue(check_products(read_products(spark, str(path))))
+
+
+def test_products_keep_only_usable_rows(spark, products_csv):
     expected = spark.createDataFrame(
-        [("P1", "Milk", "dairy", False), ("P2", "Beer", "beer", True)],
+        [("P1", "Milk", "dairy", False), ("P2", "Beer", "beer", True),
+         ("P5", "<b>Cola</b>, 1 l", "drinks", False)],
         "product_id string, name string, category string, age_restricted boolean",
     )
-    assertDataFrameEqual(_products(spark), expected)
+    assertDataFrameEqual(_products(spark, products_csv), expected)
+
+
+def test_rejected_products_never_vanish(spark, products_csv):
+    checked = check_products(read_products(spark, str(products_csv)))
+    expected = spark.createDataFrame([
+        (None, "Ghost", "dairy", "false", "missing_field", "empty product_id"),
+        ("P3", "Odd", "dairy", "maybe", "bad_flag", "age_restricted maybe is not true/false"),
+        ("P4", "Crisps, salted", "snacks", None, "malformed_row",
+         'not 4 fields: P4,"Crisps, salted",snacks'),
+        ("P1", "Milk again", "dairy", "false", "duplicate_product_id", "product_id P1 already listed"),
+    ], "product_id string, name string, category string, age_restricted string, reason string, "
+       "detail string")
+    quarantine = product_quarantine(checked)
+    assertDataFrameEqual(quarantine, expected)
+    check_columns(PRODUCT_QUARANTINE,
+                  [(f.name, f.dataType.simpleString()) for f in quarantine.schema.fields])
+    assert checked.count() == PRODUCTS_CSV.count("\n") - 1  # rows in = usable + quarantined
 
 
 def test_receipts_checked_in_contract_order(spark, landing):
@@ -78,10 +113,10 @@ def test_receipts_checked_in_contract_order(spark, landing):
         (4, "R1", "duplicate_receipt_id", "receipt_id already on line 2"),
         (5, "R3", "bad_timestamp", "closed_at 14/03/2026 10:07"),
         (6, "R4", "wrong_date", "closed_at 2026-03-15T00:00:01Z is not on 2026-03-14"),
-        (7, "R5", "bad_lane", "lane_id x"),
+        (7, "R5", "bad_lane", "lane_id x is not a lane number in [1, 999]"),
         (8, "R6", "missing_field", "empty cashier_id"),
         (9, "R7", "malformed_row", "5 fields, expected 6"),
-        (10, "R8", "bad_amount", "total_rub -5"),
+        (10, "R8", "bad_amount", "total_rub -5 is outside [0, 1e+08]"),
     ], "line_no int, receipt_id string, reason string, detail string")
     assertDataFrameEqual(checked, expected)
     valid = check_receipts(raw, DAY).where("reason IS NULL").select(
@@ -93,13 +128,13 @@ def test_receipts_checked_in_contract_order(spark, landing):
     ))
 
 
-def test_lines_quarantined_with_first_reason(spark, landing):
+def test_lines_quarantined_with_first_reason(spark, landing, products_csv):
     receipts = check_receipts(
         read_csv_lines(spark, str(landing / "receipts.csv"), RECEIPT_COLUMNS), DAY
     )
     lines = check_lines(
         read_csv_lines(spark, str(landing / "receipt_lines.csv"), LINE_COLUMNS),
-        receipts, _products(spark),
+        receipts, _products(spark, products_csv),
     )
     quarantine = receipt_quarantine(receipts, lines).where("source_file = 'receipt_lines.csv'")
     expected = spark.createDataFrame([
@@ -107,8 +142,8 @@ def test_lines_quarantined_with_first_reason(spark, landing):
         ("receipt_lines.csv", 5, "R2", "P9", "unknown_product", "product_id P9 not in products.csv"),
         ("receipt_lines.csv", 6, "R3", "P1", "receipt_quarantined", "receipt R3 was quarantined"),
         ("receipt_lines.csv", 7, "R9", "P1", "unknown_receipt", "no receipt R9 in receipts.csv"),
-        ("receipt_lines.csv", 8, "R2", "P2", "bad_quantity", "quantity 1.5"),
-        ("receipt_lines.csv", 9, "R2", "P2", "bad_price", "price_rub abc"),
+        ("receipt_lines.csv", 8, "R2", "P2", "bad_quantity", "quantity 1.5 is not a whole number"),
+        ("receipt_lines.csv", 9, "R2", "P2", "bad_price", "price_rub abc is not a number"),
         ("receipt_lines.csv", 10, "R2", "P2", "malformed_row", "2 fields, expected 4"),
     ], "source_file string, line_no int, receipt_id string, product_id string, reason string, "
        "detail string")
@@ -140,3 +175,59 @@ def test_wrong_header_is_a_user_error(spark, tmp_path):
     path.write_text("id,store\nR1,S1\n")
     with pytest.raises(UserError, match="receipts.csv: header is 'id,store'"):
         read_csv_lines(spark, str(path), RECEIPT_COLUMNS)
+
+
+# Every value a till could not have produced, with the reason and the text as written.
+HOSTILE_RECEIPTS = """receipt_id,store_id,lane_id,cashier_id,closed_at,total_rub
+R1,S1,1,S1-C1,2026-03-14T10:00:00Z,NaN
+R2,S1,1,S1-C1,2026-03-14T10:01:00Z,Infinity
+R3,S1,1,S1-C1,2026-03-14T10:02:00Z,1e400
+R4,S1,1,S1-C1,2026-03-14T10:03:00Z,-inf
+R5,S1,1,S1-C1,2026-03-14T10:04:00Z,100000000.01
+R6,S1,0,S1-C1,2026-03-14T10:05:00Z,1.00
+R7,S1,1000,S1-C1,2026-03-14T10:06:00Z,1.00
+R8,S1,99999999999,S1-C1,2026-03-14T10:07:00Z,1.00
+R9,S1,1,S1-C1,2026-03-14T10:08:00Z,0.00
+"""
+HOSTILE_LINES = """receipt_id,product_id,quantity,price_rub
+R9,P1,1,nan
+R9,P1,1,+Infinity
+R9,P1,1,1e309
+R9,P1,1,10000000.5
+R9,P1,10000,1.00
+R9,P1,99999999999,1.00
+R9,P1,1,-0.01
+R9,P1,9999,10000000
+R9,P1,1,0
+"""
+
+
+def test_non_finite_and_impossible_numbers_are_quarantined(spark, tmp_path, products_csv):
+    (tmp_path / "receipts.csv").write_text(HOSTILE_RECEIPTS)
+    (tmp_path / "receipt_lines.csv").write_text(HOSTILE_LINES)
+    receipts = check_receipts(
+        read_csv_lines(spark, str(tmp_path / "receipts.csv"), RECEIPT_COLUMNS), DAY)
+    lines = check_lines(read_csv_lines(spark, str(tmp_path / "receipt_lines.csv"), LINE_COLUMNS),
+                        receipts, _products(spark, products_csv))
+    got = {(r.source_file, r.line_no): (r.reason, r.detail)
+           for r in receipt_quarantine(receipts, lines).collect()}
+    assert got == {
+        ("receipts.csv", 2): ("bad_amount", "total_rub NaN is not a finite number"),
+        ("receipts.csv", 3): ("bad_amount", "total_rub Infinity is not a finite number"),
+        ("receipts.csv", 4): ("bad_amount", "total_rub 1e400 is not a finite number"),
+        ("receipts.csv", 5): ("bad_amount", "total_rub -inf is not a finite number"),
+        ("receipts.csv", 6): ("bad_amount", "total_rub 100000000.01 is outside [0, 1e+08]"),
+        ("receipts.csv", 7): ("bad_lane", "lane_id 0 is not a lane number in [1, 999]"),
+        ("receipts.csv", 8): ("bad_lane", "lane_id 1000 is not a lane number in [1, 999]"),
+        ("receipts.csv", 9): ("bad_lane", "lane_id 99999999999 is not a lane number in [1, 999]"),
+        ("receipt_lines.csv", 2): ("bad_price", "price_rub nan is not a finite number"),
+        ("receipt_lines.csv", 3): ("bad_price", "price_rub +Infinity is not a finite number"),
+        ("receipt_lines.csv", 4): ("bad_price", "price_rub 1e309 is not a finite number"),
+        ("receipt_lines.csv", 5): ("bad_price", "price_rub 10000000.5 is outside [0, 1e+07]"),
+        ("receipt_lines.csv", 6): ("bad_quantity", "quantity 10000 is above the maximum 9999"),
+        ("receipt_lines.csv", 7): ("bad_quantity", "quantity 99999999999 is above the maximum 9999"),
+        ("receipt_lines.csv", 8): ("bad_price", "price_rub -0.01 is outside [0, 1e+07]"),
+    }
+    # The largest legal values and a free item pass, and their sum stays finite.
+    valid = lines.where("reason IS NULL").select("quantity", "price_rub").collect()
+    assert sorted((r.quantity, r.price_rub) for r in valid) == [(1, 0.0), (9999, 1e7)]

@@ -1,0 +1,277 @@
+"""Benchmark of checkout frames (issue 10), side by side in one run.
+
+1. Crop geometry: where MTCNN puts the face box (a) in the faces set's own crops (training
+   faces) and (b) on test faces pasted into simulated frames, relative to the pasted crop: the
+   calibration of `model.faces.CropGeometry`.
+2. Detection on a simulated day of frames (test split faces): recall (a true face matched by a
+   confident detection, IoU >= 0.4), false positives per frame, customer rule right, seconds
+   per frame: MTCNN at several detection widths, and dlib's HOG detector when installed.
+3. Age MAE of a registry model on the same customers: their original crops vs the crops cut
+   from the frames with the calibrated geometry (plus eye alignment, and a tight box).
+4. The whole score job (`jobs.daily.score_photos.run`, warm local Spark session, local[2]) on
+   the frames day and on the crops day of the same seed (the same photos), images/s.
+
+Results: bench/results/bench_frames.json (with the load average: the machine is shared).
+
+    .venv/bin/python bench/bench_frames.py --registry var/registry    # ~10 min on 2 cores
+    .venv/bin/python bench/bench_frames.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+DAY = "2026-03-14"
+
+
+def crop_geometry_in_faces_set(faces_dir: Path, cache_dir: Path, count: int) -> dict:
+    """MTCNN's box in the faces set's own crops (training faces): median shares of the side."""
+    from model.dataset import validate_dataset
+    from model.faces import shared_detector
+    from model.split import assign_splits
+
+    usable = assign_splits(validate_dataset(faces_dir, cache_dir=cache_dir).usable)
+    train = usable[usable.split == "train"].sample(count, random_state=1)
+    images = [Image.open(path).convert("RGB") for path in train.path]
+    found = shared_detector(10_000).detect(images)  # no downscaling: 200 px crops
+    ratios = []
+    for image, faces in zip(images, found, strict=True):
+        if faces:
+            face = max(faces, key=lambda f: f.w)
+            side = image.size[0]
+            ratios.append(((face.x + face.w / 2) / side, (face.y + face.h / 2) / side,
+                           face.w / side, face.h / side))
+    cx, cy, w, h = np.median(np.array(ratios), axis=0)
+    return {"faces": count, "found": len(ratios), "box_cx": cx, "box_cy": cy, "box_w": w,
+            "box_h": h, "scale": 1 / w, "dx": (0.5 - cx) / w, "dy": (0.5 - cy) / h}
+
+
+def _iou(a: tuple, b: tuple) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def detection_quality(frames: list[Image.Image], truths: list[list[dict]],
+                      found: list[list[tuple]], min_confidence: float = 0.9) -> dict:
+    """Recall, false positives per frame and customer-rule accuracy for one detector's boxes."""
+    matched = total = false_pos = customer_ok = customers = 0
+    for frame, truth, boxes in zip(frames, truths, found, strict=True):
+        boxes = [b for b in boxes if b[4] >= min_confidence]
+        total += len(truth)
+        used = set()
+        for face in truth:
+            ious = [_iou(b[:4], (face["x"], face["y"], face["w"], face["h"])) for b in boxes]
+            best = int(np.argmax(ious)) if ious else -1
+            if best >= 0 and ious[best] >= 0.4:
+                matched += 1
+                used.add(best)
+        false_pos += len(boxes) - len(used)
+        customer = [f for f in truth if f["role"] == "customer"]
+        if customer and boxes:
+            customers += 1
+            widest = max(b[2] for b in boxes)
+            near = [b for b in boxes if b[2] >= 0.8 * widest]
+            pick = min(near, key=lambda b: abs(b[0] + b[2] / 2 - frame.size[0] / 2))
+            c = customer[0]
+            customer_ok += _iou(pick[:4], (c["x"], c["y"], c["w"], c["h"])) >= 0.4
+    return {"faces": total, "recall": matched / max(1, total),
+            "false_positives_per_frame": false_pos / max(1, len(frames)),
+            "customer_right": customer_ok / max(1, customers)}
+
+
+def run_mtcnn(frames: list[Image.Image], width: int) -> tuple[list[list[tuple]], float]:
+    from model.faces import FaceDetector
+
+    detector = FaceDetector(width)
+    detector.detect(frames[:4])  # warm-up: graph tracing
+    started = time.perf_counter()
+    found = detector.detect(frames)
+    seconds = (time.perf_counter() - started) / len(frames)
+    return [[(f.x, f.y, f.w, f.h, f.confidence) for f in faces] for faces in found], seconds
+
+
+def run_dlib(frames: list[Image.Image], width: int) -> tuple[list[list[tuple]], float] | None:
+    try:
+        import dlib
+    except ImportError:
+        return None
+    detector = dlib.get_frontal_face_detector()
+    started = time.perf_counter()
+    found = []
+    for frame in frames:
+        scale = width / frame.size[0]
+        small = np.asarray(frame.resize((width, round(frame.size[1] * scale))))
+        rects, scores, _ = detector.run(small, 1 if width < 1000 else 0, 0.0)
+        found.append([(r.left() / scale, r.top() / scale, r.width() / scale, r.height() / scale,
+                       1.0) for r, _s in zip(rects, scores, strict=True)])
+    return found, (time.perf_counter() - started) / len(frames)
+
+
+def frames_calibration(truths: list[list[dict]], plans: list[dict], found: list[list[tuple]],
+                       landmarks: bool = False) -> dict:
+    """Crop geometry that maps the detected customer box back onto the pasted crop (medians)."""
+    ratios = []
+    for truth, plan, boxes in zip(truths, plans, found, strict=True):
+        customer = [p for p in plan["faces"] if p["role"] == "customer"]
+        if not customer or not boxes:
+            continue
+        paste = customer[0]
+        c = next(f for f in truth if f["role"] == "customer")
+        box = max(boxes, key=lambda b: _iou(b[:4], (c["x"], c["y"], c["w"], c["h"])))
+        if _iou(box[:4], (c["x"], c["y"], c["w"], c["h"])) < 0.4:
+            continue
+        x, y, w, h = box[:4]
+        side = paste["side"]
+        ratios.append((side / w, (paste["x"] + side / 2 - x - w / 2) / w,
+                       (paste["y"] + side / 2 - y - h / 2) / h))
+    scale, dx, dy = np.median(np.array(ratios), axis=0)
+    return {"faces": len(ratios), "scale": scale, "dx": dx, "dy": dy}
+
+
+def age_mae(model_path: str, size: int, frames_bytes: list[bytes], photos: pd.DataFrame,
+            geometries: dict) -> dict:
+    """MAE on the customers' original crops vs on crops cut from their frames."""
+    from model.faces import crop_from, locate_photos
+    from model.images import decode_face
+    from model.net import load_age_model
+    from model.predict import predict_ages
+
+    model = load_age_model(model_path)
+    located = locate_photos(frames_bytes, photo_format="frames")
+    keep = [i for i, row in enumerate(located) if row["reason"] is None]
+    truth = photos["customer_age"].to_numpy(float)[keep]
+    originals = np.stack([decode_face(Path(photos.face_path.iloc[i]).read_bytes(), size)
+                          for i in keep])
+    result = {"customers_scored": len(keep), "frames": len(frames_bytes)}
+    result["mae_original_crops"] = float(np.abs(predict_ages(model, originals) - truth).mean())
+    for label, geometry in geometries.items():
+        crops = np.stack([crop_from(Image.open(io.BytesIO(frames_bytes[i])).convert("RGB"),
+                                    located[i]["crop"], size, geometry) for i in keep])
+        mae = float(np.abs(predict_ages(model, crops) - truth).mean())
+        result[f"mae_frames_{label}"] = mae
+        result[f"gap_{label}"] = mae - result["mae_original_crops"]
+    return result
+
+
+def job_speed(root: Path, model: tuple[str, str, int], repeats: int) -> dict:
+    """Whole score job on the frames day and on the crops day, local[2], images/s (medians)."""
+    from jobs.daily import score_photos
+    from jobs.daily.spark import build_spark
+
+    spark = build_spark("bench-frames", "local[2]", driver_memory="2g")
+    out: dict = {}
+    try:
+        for label, data_root in (("frames", root / "frames"), ("crops", root / "crops")):
+            seconds, counts = [], {}
+            for _ in range(repeats + 1):  # the first run warms the workers (model, detector)
+                started = time.perf_counter()
+                counts = score_photos.run(
+                    spark, root=str(data_root), run_date=DAY, model_path=model[1],
+                    model_version=model[0], image_size=model[2])
+                seconds.append(time.perf_counter() - started)
+            median = statistics.median(seconds[1:])
+            out[label] = {"photos_in": counts["photos_in"], "seconds_median": median,
+                          "images_per_s": counts["photos_in"] / median,
+                          "quarantine_reasons": counts["quarantine_reasons"],
+                          "runs_s": seconds}
+    finally:
+        spark.stop()
+    out["frames_vs_crops_speed_ratio"] = (out["frames"]["images_per_s"]
+                                          / out["crops"]["images_per_s"])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--registry", default=None, help="model registry (default: settings)")
+    parser.add_argument("--model", default="production")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "bench_frames.json"))
+    args = parser.parse_args()
+
+    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.simulator.frames import frame_faces, render_frame
+    from jobs.simulator.simulate import simulate_day
+    from model.config import load_settings
+    from model.faces import CropGeometry
+    from model.registry import ModelRegistry
+
+    settings = load_settings()
+    faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
+    version = ModelRegistry(args.registry or settings.registry_root).resolve(args.model)
+    model = (version.version, str(version.model_path), version.image_size)
+    stores, per_store = (1, 40) if args.quick else (2, 100)
+    test_faces = load_test_faces(faces_dir, settings.cache_dir)
+    day = simulate_day(test_faces, DAY, stores, per_store, seed=3, frames=True)
+    photos = day.photos[day.photos.corrupt == ""].reset_index(drop=True)
+    frames_bytes = [render_frame(plan) for plan in photos.frame]
+    frames = [Image.open(io.BytesIO(data)).convert("RGB") for data in frames_bytes]
+    truths = [frame_faces(plan) for plan in photos.frame]
+    plans = [json.loads(plan) for plan in photos.frame]
+    result: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                "load_avg_at_start": os.getloadavg()},
+                    "model": {"version": model[0], "image_size": model[2]},
+                    "frames": len(frames), "faces_in_frames": sum(map(len, truths))}
+
+    result["geometry_faces_set"] = crop_geometry_in_faces_set(faces_dir, settings.cache_dir,
+                                                              40 if args.quick else 150)
+    detection = {}
+    mtcnn_boxes = {}
+    for width in (640, 480, 320):
+        found, seconds = run_mtcnn(frames, width)
+        mtcnn_boxes[width] = found
+        detection[f"mtcnn_{width}"] = {"s_per_frame": seconds,
+                                       **detection_quality(frames, truths, found)}
+    for width in (1280, 640):
+        dlib_run = run_dlib(frames, width)
+        if dlib_run is not None:
+            detection[f"dlib_hog_{width}"] = {"s_per_frame": dlib_run[1],
+                                              **detection_quality(frames, truths, dlib_run[0])}
+    result["detection"] = detection
+    result["geometry_frames"] = frames_calibration(truths, plans, mtcnn_boxes[480])
+    calibrated = result["geometry_frames"]
+    geometries = {
+        "default": CropGeometry(),
+        "frames_calibrated": CropGeometry(scale=calibrated["scale"], dx=calibrated["dx"],
+                                          dy=calibrated["dy"]),
+        "default_eyes_aligned": CropGeometry(align_eyes=True),
+        "tight_box": CropGeometry(scale=1.0, dx=0.0, dy=0.0),
+    }
+    result["geometries"] = {k: vars(v) for k, v in geometries.items()}
+    result["age_mae"] = age_mae(model[1], model[2], frames_bytes, photos, geometries)
+
+    with tempfile.TemporaryDirectory(prefix="bench-frames-") as tmp:
+        write_day(day, str(Path(tmp) / "frames"))
+        write_day(simulate_day(test_faces, DAY, stores, per_store, seed=3),
+                  str(Path(tmp) / "crops"))
+        result["score_job"] = job_speed(Path(tmp), model, 1 if args.quick else 2)
+    result["machine"]["load_avg_at_end"] = os.getloadavg()
+    text = json.dumps(result, indent=2, default=float)
+    print(text)
+    if not args.quick:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Training profiles: the settings of one training run, resolved from `Settings`.
+
+`TrainConfig` holds every knob of a run (recorded in the version's config.json). It is built
+by `train_config`: a named profile of `model.config.TRAIN_PROFILES` ("gpu", "cpu", "quick")
+gives the defaults, the `Settings` overrides (`CHECKOUT_AGE_IMAGE_SIZE`, `_BACKBONE`,
+`_BATCH_SIZE`, `_SEED`) replace single values, and command-line flags win over both.
+`estimate_minutes` says how long a run needs on a 2-core CPU, so a run that cannot finish in
+its time limit is refused before it starts. No Keras here: the CLI and DAG helpers stay light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from model.config import TRAIN_PROFILES, Settings
+from model.errors import UserError
+
+PROFILE_NAMES = tuple(TRAIN_PROFILES)
+_PROFILE_ONLY = ("cpu_images_per_s",)  # profile facts that are not knobs of a run
+# Work of one run in "training-image equivalents" on the CPU (measured ratios of step costs):
+_VALID_COST = 0.35  # a validation image (forward only) against a training image
+_EXTRACT_COST = 0.6  # frozen-layer activations of one image, against a tail training image
+_EVAL_COST = 1.2  # one full-model, flip-TTA test/valid image, against a tail training image
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of one training run (recorded in the version's config.json).
+
+    The first block comes from a profile (see `train_config`); the rest are model
+    hyperparameters shared by every profile.
+    """
+
+    profile: str
+    feature_cache: bool  # fine-tune only the layers after `frozen_until`, on cached activations
+    size: int
+    backbone: str
+    batch_size: int
+    head_epochs: int  # backbone (or tail) frozen: only the head learns
+    epochs: int  # fine-tuning (upper bound: early stopping)
+    learning_rate: float  # peak fine-tuning learning rate
+    patience: int
+    limit: int | None = None  # random subset of usable rows, for quick runs
+    frozen_until: str | None = None  # last frozen layer (feature_cache); None: the whole backbone
+    seed: int = Settings.seed
+    head: str = "regression"
+    weights: str | None = "imagenet"
+    head_learning_rate: float = 3e-3
+    min_learning_rate_share: float = 0.01  # cosine decay floor, share of learning_rate
+    warmup_epochs: float = 1.0
+    weight_decay: float = 1e-4
+    huber_delta: float = 3.0
+    dropout: float = 0.2
+    max_shift: float = 0.1
+    bn_momentum: float = 0.9
+    mixed_precision: str = "auto"  # "auto" (on when a GPU/TPU is present), "on", "off"
+    workers: int = 1  # PyDataset worker threads
+
+
+_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+def train_config(settings: Settings, profile: str | None = None, **flags: object) -> TrainConfig:
+    """The run's `TrainConfig`: profile defaults < `settings` overrides < `flags` (None = unset).
+
+    Raises:
+        UserError: unknown profile or flag.
+    """
+    name = profile or settings.train_profile
+    if name not in TRAIN_PROFILES:
+        raise UserError(f"unknown training profile {name!r}; choose one of "
+                        f"{', '.join(PROFILE_NAMES)}")
+    unknown = set(flags) - _FIELDS
+    if unknown:
+        raise UserError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    values = {k: v for k, v in TRAIN_PROFILES[name].items() if k not in _PROFILE_ONLY}
+    from_settings = {"size": settings.image_size, "backbone": settings.backbone,
+                     "batch_size": settings.batch_size, "seed": settings.seed}
+    values.update({k: v for k, v in from_settings.items() if v is not None})
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return TrainConfig(profile=name, **values)
+
+
+def estimate_minutes(config: TrainConfig, rows: dict[str, int]) -> float:
+    """Wall minutes a run needs on a quiet 2-core CPU (the profile's measured throughput).
+
+    Args:
+        config: the run.
+        rows: faces per split, {"train": n, "valid": n, "test": n}.
+    """
+    profile = TRAIN_PROFILES.get(config.profile, TRAIN_PROFILES["gpu"])
+    rate = float(profile["cpu_images_per_s"]) * (int(profile["size"]) / config.size) ** 2
+    train, valid, test = rows.get("train", 0), rows.get("valid", 0), rows.get("test", 0)
+    work = (config.head_epochs + config.epochs) * (train + _VALID_COST * valid)
+    if config.feature_cache:
+        work += _EXTRACT_COST * (2 * train + valid)
+        work += _EVAL_COST * (valid + test) * 3  # full model on pixels: ~3x a tail step
+    else:
+        work += _EVAL_COST * (valid + test)
+    return work / rate / 60
