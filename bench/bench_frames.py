@@ -99,24 +99,26 @@ def detection_quality(frames: list[Image.Image], truths: list[list[dict]],
             "customer_right": customer_ok / max(1, customers)}
 
 
-def run_mtcnn(frames: list[Image.Image], width: int) -> tuple[list[list[tuple]], float]:
+def run_mtcnn(frames: list[Image.Image], width: int) -> tuple[list[list[tuple]], float, float]:
     from model.faces import FaceDetector
 
     detector = FaceDetector(width)
     detector.detect(frames[:4])  # warm-up: graph tracing
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     found = detector.detect(frames)
     seconds = (time.perf_counter() - started) / len(frames)
-    return [[(f.x, f.y, f.w, f.h, f.confidence) for f in faces] for faces in found], seconds
+    cpu_seconds = (time.process_time() - cpu) / len(frames)
+    boxes = [[(f.x, f.y, f.w, f.h, f.confidence) for f in faces] for faces in found]
+    return boxes, seconds, cpu_seconds
 
 
-def run_dlib(frames: list[Image.Image], width: int) -> tuple[list[list[tuple]], float] | None:
+def run_dlib(frames: list[Image.Image], width: int) -> tuple[list[list[tuple]], float, float] | None:
     try:
         import dlib
     except ImportError:
         return None
     detector = dlib.get_frontal_face_detector()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     found = []
     for frame in frames:
         scale = width / frame.size[0]
@@ -124,7 +126,8 @@ def run_dlib(frames: list[Image.Image], width: int) -> tuple[list[list[tuple]], 
         rects, scores, _ = detector.run(small, 1 if width < 1000 else 0, 0.0)
         found.append([(r.left() / scale, r.top() / scale, r.width() / scale, r.height() / scale,
                        1.0) for r, _s in zip(rects, scores, strict=True)])
-    return found, (time.perf_counter() - started) / len(frames)
+    return (found, (time.perf_counter() - started) / len(frames),
+            (time.process_time() - cpu) / len(frames))
 
 
 def frames_calibration(truths: list[list[dict]], plans: list[dict], found: list[list[tuple]],
@@ -173,6 +176,25 @@ def age_mae(model_path: str, size: int, frames_bytes: list[bytes], photos: pd.Da
     return result
 
 
+def tree_cpu_seconds() -> float:
+    """CPU seconds used so far by this process and all its descendants (JVM, Python workers).
+
+    On a shared machine wall time depends on the neighbours; CPU time much less so.
+    """
+    import psutil
+
+    total = 0.0
+    procs = [psutil.Process()]
+    procs += procs[0].children(recursive=True)
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 def job_speed(root: Path, model: tuple[str, str, int], repeats: int) -> dict:
     """Whole score job on the frames day and on the crops day, local[2], images/s (medians)."""
     from jobs.daily import score_photos
@@ -183,21 +205,29 @@ def job_speed(root: Path, model: tuple[str, str, int], repeats: int) -> dict:
     try:
         for label, data_root in (("frames", root / "frames"), ("crops", root / "crops")):
             seconds, counts = [], {}
+            cpu_used = []
             for _ in range(repeats + 1):  # the first run warms the workers (model, detector)
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), tree_cpu_seconds()
                 counts = score_photos.run(
                     spark, root=str(data_root), run_date=DAY, model_path=model[1],
                     model_version=model[0], image_size=model[2])
                 seconds.append(time.perf_counter() - started)
+                cpu_used.append(tree_cpu_seconds() - cpu)
             median = statistics.median(seconds[1:])
+            cpu_per_image = statistics.median(cpu_used[1:]) / counts["photos_in"]
             out[label] = {"photos_in": counts["photos_in"], "seconds_median": median,
                           "images_per_s": counts["photos_in"] / median,
+                          "cpu_s_per_image": cpu_per_image,
+                          # What 2 cores of its own would give, if the job kept both busy.
+                          "images_per_s_2_cores_by_cpu": 2 / cpu_per_image,
                           "quarantine_reasons": counts["quarantine_reasons"],
                           "runs_s": seconds}
     finally:
         spark.stop()
     out["frames_vs_crops_speed_ratio"] = (out["frames"]["images_per_s"]
                                           / out["crops"]["images_per_s"])
+    out["frames_vs_crops_cpu_ratio"] = (out["frames"]["cpu_s_per_image"]
+                                        / out["crops"]["cpu_s_per_image"])
     return out
 
 
@@ -238,14 +268,15 @@ def main() -> int:
     detection = {}
     mtcnn_boxes = {}
     for width in (640, 480, 320):
-        found, seconds = run_mtcnn(frames, width)
+        found, seconds, cpu_seconds = run_mtcnn(frames, width)
         mtcnn_boxes[width] = found
-        detection[f"mtcnn_{width}"] = {"s_per_frame": seconds,
+        detection[f"mtcnn_{width}"] = {"s_per_frame": seconds, "cpu_s_per_frame": cpu_seconds,
                                        **detection_quality(frames, truths, found)}
     for width in (1280, 640):
         dlib_run = run_dlib(frames, width)
         if dlib_run is not None:
             detection[f"dlib_hog_{width}"] = {"s_per_frame": dlib_run[1],
+                                              "cpu_s_per_frame": dlib_run[2],
                                               **detection_quality(frames, truths, dlib_run[0])}
     result["detection"] = detection
     result["geometry_frames"] = frames_calibration(truths, plans, mtcnn_boxes[480])

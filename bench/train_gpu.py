@@ -28,10 +28,12 @@ import keras
 import numpy as np
 import pandas as pd
 
+from model.config import Settings
 from model.images import decode_face
 from model.metrics import age_metrics
 from model.predict import predict_ages
-from model.train import TrainConfig, accelerator_present, fit_age_model
+from model.profiles import train_config
+from model.train import TimeLimit, accelerator_present, fit_age_model
 
 
 def load_pack(pack: Path, size: int, limit: int | None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -51,23 +53,19 @@ def load_pack(pack: Path, size: int, limit: int | None) -> tuple[pd.DataFrame, n
     return manifest.reset_index(drop=True), images
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Ends training after the epoch that crosses `seconds` (the device caps a command at 10
-    minutes): evaluation and the result file still get written. Best weights are restored."""
+class TimeBudget(TimeLimit):
+    """`model.train.TimeLimit` (the device caps a command at 10 minutes: evaluation and the
+    result file still get written) that also writes the history after every epoch."""
 
     def __init__(self, seconds: float, progress: Path) -> None:
-        super().__init__()
-        self.deadline = time.perf_counter() + seconds
+        super().__init__(time.monotonic() + seconds)
         self.progress = progress
         self.history: list[dict] = []
-        self.stopped_early = False
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
         self.progress.write_text(json.dumps(self.history) + "\n")  # survives a hard kill
-        if time.perf_counter() > self.deadline:
-            self.stopped_early = True
-            self.model.stop_training = True
+        super().on_epoch_end(epoch, logs)
 
 
 def _device() -> str:
@@ -84,15 +82,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pack", type=Path, default=Path(".gpu/faces"))
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench/results")))
+    parser.add_argument("--profile", default="gpu", help="training profile (model/config.py)")
+    # Flags left out take the profile's value; these defaults are the GPU run's own choices
+    # (a bigger batch and image fit the accelerator; the device's 10-minute cap bounds epochs).
     parser.add_argument("--size", type=int, default=192)
-    parser.add_argument("--backbone", default="mobilenet_v2")
-    parser.add_argument("--head", choices=("regression", "expectation"), default="regression")
+    parser.add_argument("--backbone")
+    parser.add_argument("--head", choices=("regression", "expectation"))
     parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--head-epochs", type=int, default=2)
+    parser.add_argument("--head-epochs", type=int)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--huber-delta", type=float, default=3.0)
+    parser.add_argument("--huber-delta", type=float)
     parser.add_argument("--weights", choices=("imagenet", "none"), default="imagenet")
     parser.add_argument("--workers", type=int, default=8, help="PyDataset threads")
     parser.add_argument("--limit", type=int, help="use N rows (CPU test of the script)")
@@ -111,8 +112,8 @@ def main() -> None:
           f"train {part['train'].sum()}, valid {part['valid'].sum()}, test {part['test'].sum()}; "
           f"device {_device()}", flush=True)
 
-    config = TrainConfig(
-        size=args.size, backbone=args.backbone, head=args.head,
+    config = train_config(  # the gpu profile (model/config.py), with this script's flags
+        Settings(), args.profile, size=args.size, backbone=args.backbone, head=args.head,
         weights=None if args.weights == "none" else "imagenet",
         head_epochs=args.head_epochs, epochs=args.epochs, batch_size=args.batch_size,
         seed=args.seed, learning_rate=args.learning_rate, patience=args.patience,
@@ -150,7 +151,7 @@ def main() -> None:
         "test": results["test"],
         "valid": results["valid"],
         "epochs_run": len(full),
-        "stopped_by_time_budget": budget.stopped_early,
+        "stopped_by_time_budget": budget.stopped,
         "best_epoch": fit.best_epoch,
         "epoch_seconds_median": round(statistics.median(h["seconds"] for h in steady), 2)
         if steady else None,

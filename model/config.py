@@ -55,7 +55,7 @@ def band_of(age: float, bands: tuple[tuple[str, int, int], ...] = EVAL_BANDS) ->
 TRAIN_PROFILES: dict[str, dict[str, object]] = {
     "gpu": {"feature_cache": False, "size": 160, "backbone": "mobilenet_v2", "batch_size": 64,
             "head_epochs": 2, "epochs": 30, "learning_rate": 5e-4, "patience": 6,
-            "limit": None, "cpu_images_per_s": 90.0},
+            "limit": None, "cpu_images_per_s": 50.0},
     "cpu": {"feature_cache": True, "size": 160, "backbone": "mobilenet_v2", "batch_size": 64,
             "head_epochs": 1, "epochs": 14, "learning_rate": 1e-3, "patience": 4,
             "limit": None, "frozen_until": "block_12_add", "cpu_images_per_s": 300.0},

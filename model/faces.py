@@ -125,7 +125,9 @@ def crop_face(image: Image.Image, face: Face, size: int,
     cy = face.y + face.h / 2 + geometry.dy * face.h
     angle = 0.0
     if geometry.align_eyes:
-        (lx, ly), (rx, ry) = face.left_eye, face.right_eye
+        # The eye on the image's left first, whatever the detector calls it, so the angle is
+        # the eye line's tilt (a few degrees), never a half turn.
+        (lx, ly), (rx, ry) = sorted((face.left_eye, face.right_eye))
         angle = math.atan2(ry - ly, rx - lx)
     out = max(1, int(round(side)))
     step = side / out

@@ -94,7 +94,7 @@ def import_model(model_file: Path, faces_dir: Path, *, registry_root: Path, cach
         "faces_dir": str(faces_dir),
         "imported_from": str(Path(model_file).resolve()),
         "imported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": f"checkout-age model import {model_file}",
+        "command": f"checkout-age model register {model_file}",
     }
     recorded.setdefault("profile", "imported")
     Path(cache_dir).mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,7 @@ for ((i = 0; i < DAYS; i++)); do
         echo "$day: already landed"
     else
         "$CLI" simulate --date "$day" --stores "$STORES" --receipts-per-store "$RECEIPTS" \
-            --faces "$FACES_DIR" --root "$CHECKOUT_AGE_DATA_ROOT" --seed "$((1337 + i))" \
+            --faces "$FACES_DIR" --root "$CHECKOUT_AGE_DATA_ROOT" --seed "$((1337 + i))" --frames \
             2>"$LOGS/simulate-$day.log" || failed "simulate $day" "$LOGS/simulate-$day.log"
     fi
 done

@@ -67,11 +67,14 @@ def trained_registry(small_faces_dir: Path, tmp_path_factory: pytest.TempPathFac
     to be loaded and to score photos in tests, not for its accuracy. Treat it as read-only
     (copy it before promoting or rolling back).
     """
+    from model.config import Settings
+    from model.profiles import train_config
     from model.registry import ModelRegistry
-    from model.train import TrainConfig, train_model
+    from model.train import train_model
 
     root = tmp_path_factory.mktemp("registry")
-    config = TrainConfig(size=SMOKE_MODEL_SIZE, head_epochs=2, epochs=1, batch_size=32)
+    config = train_config(Settings(), "gpu", size=SMOKE_MODEL_SIZE, head_epochs=2, epochs=1,
+                          batch_size=32)
     result = train_model(small_faces_dir, config, cache_dir=tmp_path_factory.mktemp("cache"),
                          registry_root=root)
     promotion = ModelRegistry(root).promote(result.version, max_mae=100.0)

@@ -315,11 +315,42 @@ def quality_query(filters: Filters) -> Query:
     where, params = where_clause(filters)
     sql = f"""SELECT CAST(date AS STRING) AS date, {", ".join(QUALITY_COUNTS)},
        CAST(receipts_matched AS DOUBLE) / NULLIF(receipts_valid, 0) AS match_rate,
+       no_face_rate, median_face_px,
        age_pred_p10, age_pred_p50, age_pred_p90, model_version, match_window_s, challenge_age,
        age_group_counts
 FROM {{run_quality}} WHERE {where}
 ORDER BY date"""
     return Query("quality", sql, params)
+
+
+# Quarantine reasons of the face detector (`model.faces`): frames it looked at and rejected.
+FACE_REASONS = ("no_face", "face_too_small", "detection_failed")
+
+
+def lane_quality_query(filters: Filters) -> Query:
+    """Per store and lane over the range: frames, no-face rate and median face size.
+
+    Frames = scored frames (`faces_found` not NULL; face crops are not frames) + frames the face
+    detector quarantined. no_face_rate = no_face / frames, recomputed from the summed counts.
+    Worst lanes first: a camera pointing at the floor stands out at the top.
+    """
+    where, params = where_clause(filters, store=True)
+    reasons = ", ".join(f"'{reason}'" for reason in FACE_REASONS)
+    sql = f"""WITH frames AS (
+  SELECT store_id, lane_id, 'scored' AS outcome, face_w FROM {{photo_scores}}
+  WHERE {where} AND faces_found IS NOT NULL
+  UNION ALL
+  SELECT store_id, lane_id, reason AS outcome, CAST(NULL AS INT) AS face_w
+  FROM {{photo_quarantine}} WHERE {where} AND reason IN ({reasons}))
+SELECT store_id, lane_id, count(*) AS frames,
+       count_if(outcome = 'scored') AS frames_scored,
+       count_if(outcome = 'no_face') AS no_face,
+       count_if(outcome = 'face_too_small') AS face_too_small,
+       CAST(count_if(outcome = 'no_face') AS DOUBLE) / count(*) AS no_face_rate,
+       CAST(median(face_w) AS DOUBLE) AS median_face_px
+FROM frames GROUP BY store_id, lane_id
+ORDER BY no_face_rate DESC, store_id, lane_id"""
+    return Query("lane_quality", sql, params)
 
 
 def age_distribution_query(filters: Filters) -> Query:

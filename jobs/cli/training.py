@@ -1,4 +1,4 @@
-"""`checkout-age model train | evaluate | calibrate | list | show | promote | rollback`.
+"""`checkout-age model train | evaluate | calibrate | register | list | show | promote | rollback`.
 
 Handlers import Keras only when they run, so `--help` stays instant. Defaults come from
 `load_settings()` (registry root: `MODEL_REGISTRY`; caches: `CHECKOUT_AGE_CACHE_DIR`).
@@ -253,7 +253,7 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_import(args: argparse.Namespace) -> int:
+def run_register(args: argparse.Namespace) -> int:
     """Register a model file trained elsewhere, evaluated and documented here."""
     from model.config import load_settings
     from model.import_model import import_model
@@ -268,7 +268,7 @@ def run_import(args: argparse.Namespace) -> int:
         _write(json.dumps({"version": result.version, "model_path": str(result.model_path),
                            "metrics": result.metrics}, indent=2))
     else:
-        _write(f"imported {args.model_file} as {result.version} ({result.model_path})")
+        _write(f"registered {args.model_file} as {result.version} ({result.model_path})")
         for line in _metrics_lines(result.metrics["test"]):
             _write(f"test {line}")
     return 0
@@ -348,22 +348,22 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="print only the new version id (for schedulers; logs go to stderr)")
     train.set_defaults(handler=run_train)
 
-    import_ = subparsers.add_parser(
-        "import", help="register a .keras age model trained elsewhere (e.g. on a GPU worker)",
+    register = subparsers.add_parser(
+        "register", help="register a .keras age model trained elsewhere (e.g. on a GPU worker)",
         description="Check that the file is a Keras age model (raw RGB pixels (S, S, 3) in, one "
         "age out), evaluate it on the face set's content-hash test split here, write its card, "
         "plots and calibration, and register it as a new version (never promoted: use "
         "`model promote`). Training facts (profile, epochs, device) come from --run-json, "
         "e.g. the train_gpu.json written next to the model by bench/run_gpu.sh.")
-    import_.add_argument("model_file", type=Path, metavar="MODEL.keras")
-    import_.add_argument("--faces", type=Path, metavar="DIR",
+    register.add_argument("model_file", type=Path, metavar="MODEL.keras")
+    register.add_argument("--faces", type=Path, metavar="DIR",
                          help="face set it was trained on (default: FACES_DIR)")
-    import_.add_argument("--run-json", type=Path, metavar="FILE",
+    register.add_argument("--run-json", type=Path, metavar="FILE",
                          help="the training run's summary (its `config` goes into config.json)")
-    import_.add_argument("--json", action="store_true", help="print JSON instead of text")
-    import_.add_argument("--version-only", action="store_true",
+    register.add_argument("--json", action="store_true", help="print JSON instead of text")
+    register.add_argument("--version-only", action="store_true",
                          help="print only the new version id")
-    import_.set_defaults(handler=run_import)
+    register.set_defaults(handler=run_register)
 
     evaluate = subparsers.add_parser(
         "evaluate", help="metrics of a model on any labelled face folder",

@@ -173,7 +173,8 @@ def calibrated_columns(age: Column, calibration: Calibration | None) -> list[Col
     share = F.least(F.greatest(position - index, F.lit(0.0)), F.lit(1.0))
 
     def interp(values: np.ndarray) -> Column:
-        table = F.array(*[F.lit(float(v)) for v in values])
+        # One SQL array literal: a Column per value would cost a driver-JVM round trip each.
+        table = F.expr("array(" + ", ".join(f"{float(v)!r}D" for v in values) + ")")
         below, above = F.element_at(table, index + 1), F.element_at(table, index + 2)
         return below + share * (above - below)
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import jinja2
 import pytest
 from airflow.models import DagBag
+
+from jobs.cli import training
+from jobs.cli.training import EXIT_GATE_REFUSED
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 
@@ -27,12 +34,6 @@ EXPECTED_DOWNSTREAM = {
         "train_candidate": {"evaluate_candidate"},
         "evaluate_candidate": {"promote_candidate"},
         "promote_candidate": set(),
-    },
-}
-EXPECTED_PARAMS = {
-    "age_model_retrain": {
-        "faces_dir": None, "image_size": 160, "epochs": 30, "head_epochs": 2, "limit": None,
-        "backbone": "mobilenet_v2", "max_mae": 8.0, "tolerance": 0.10,
     },
 }
 
@@ -64,12 +65,6 @@ def test_policy_retries_backoff_tags_docs(dagbag, dag_id):
     for task in dag.tasks:
         assert task.retries >= 2, task.task_id
         assert task.retry_exponential_backoff >= 2, task.task_id
-
-
-@pytest.mark.parametrize("dag_id", sorted(EXPECTED_PARAMS))
-def test_params_and_defaults(dagbag, dag_id):
-    dag = dagbag.dags[dag_id]
-    assert dag.params.dump() == EXPECTED_PARAMS[dag_id]
 
 
 def test_daily_params_default_to_the_logical_date_and_the_production_alias(dagbag):
@@ -128,9 +123,83 @@ def test_retrain_dag_promotion_updates_the_production_asset(dagbag):
     assert dag.timetable.expression == "0 0 * * 0"
     promote = dag.get_task("promote_candidate")
     assert [asset.name for asset in promote.outlets] == ["age_model_production"]
-    assert promote.skip_on_exit_code == [99]
+    assert promote.skip_on_exit_code == [EXIT_GATE_REFUSED]  # the command's own refusal code
     for task in dag.tasks:
         assert not task.outlets or task is promote
+
+
+# --------------------------------------------------------------------------- retrain: settings
+# The retrain DAG's Params default to "use the setting": each rendered command is parsed by the
+# real `model` command parser and resolved against `load_settings()`, as the task would.
+def _render(command: str, conf: dict, dag) -> list[str]:
+    params = {**dag.params.dump(), **conf}
+    context = {"params": params, "var": SimpleNamespace(value=SimpleNamespace(
+        get=lambda name, default="": "/data/faces")),
+        "ti": SimpleNamespace(xcom_pull=lambda task_ids: "v0002")}
+    text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(command)
+    return shlex.split(text.render(**context))
+
+
+def _model_args(dag, task_id: str, conf: dict) -> argparse.Namespace:
+    words = _render(dag.get_task(task_id).bash_command, conf, dag)
+    assert words[0].endswith("/.venv/bin/checkout-age") and words[1] == "model"
+    parser = argparse.ArgumentParser()
+    training.add_commands(parser.add_subparsers(dest="model_command"))
+    return parser.parse_args(words[2:])
+
+
+def test_retrain_params_default_to_the_settings(dagbag):
+    dag = dagbag.dags["age_model_retrain"]
+    assert set(dag.params.dump()) >= {"profile", "image_size", "epochs", "head_epochs",
+                                      "backbone", "max_mae", "tolerance", "limit", "faces_dir"}
+    unset = [name for name, value in dag.params.dump().items() if value is not None]
+    assert unset == []  # None everywhere: the setting (or the profile) decides
+    args = _model_args(dag, "train_candidate", {})
+    assert (args.profile, args.size, args.epochs, args.backbone) == (None, None, None, None)
+    assert args.version_only and str(args.faces) == "/data/faces"
+
+
+def test_an_environment_override_reaches_a_scheduled_retrain(dagbag, monkeypatch, tmp_path):
+    from model.config import TRAIN_PROFILES, load_settings
+    from model.registry import ModelRegistry
+
+    dag = dagbag.dags["age_model_retrain"]
+    for name, value in {"TRAIN_PROFILE": "gpu", "IMAGE_SIZE": "128", "BACKBONE": "resnet50",
+                        "GATE_MAX_MAE": "6.5"}.items():
+        monkeypatch.setenv(f"CHECKOUT_AGE_{name}", value)
+    config = training.train_config_from_args(_model_args(dag, "train_candidate", {}),
+                                             load_settings())
+    assert (config.profile, config.size, config.backbone) == ("gpu", 128, "resnet50")
+    assert config.epochs == TRAIN_PROFILES["gpu"]["epochs"] and not config.feature_cache
+    # A Param given at trigger time still wins over the setting.
+    config = training.train_config_from_args(
+        _model_args(dag, "train_candidate", {"image_size": 96, "profile": "quick"}),
+        load_settings())
+    assert (config.profile, config.size, config.feature_cache) == ("quick", 96, True)
+    # The gate: a candidate at 7.0 passes the default 8.0 but not CHECKOUT_AGE_GATE_MAX_MAE=6.5.
+    monkeypatch.setenv("MODEL_REGISTRY", str(tmp_path))
+    model_file = tmp_path / "model.keras"
+    model_file.write_bytes(b"not loaded by promote")
+    ModelRegistry(tmp_path).register(model_file, {"test": {"mae": 7.0}}, {}, "f" * 64, "#", [])
+    args = _model_args(dag, "promote_candidate", {})
+    assert args.version == "v0002" and args.max_mae is None
+    ModelRegistry(tmp_path).register(model_file, {"test": {"mae": 7.0}}, {}, "f" * 64, "#", [])
+    assert args.handler(args) == EXIT_GATE_REFUSED
+    monkeypatch.delenv("CHECKOUT_AGE_GATE_MAX_MAE")
+    assert args.handler(args) == 0
+
+
+def test_a_retrain_that_cannot_finish_in_the_task_timeout_is_refused(dagbag):
+    from model.config import Settings
+    from model.profiles import estimate_minutes, train_config
+
+    dag = dagbag.dags["age_model_retrain"]
+    task = dag.get_task("train_candidate")
+    args = _model_args(dag, "train_candidate", {})
+    assert 0 < args.max_minutes * 60 < task.execution_timeout.total_seconds()
+    whole_set = {"train": 16922, "valid": 2063, "test": 2108}  # ../shared/faces, usable rows
+    assert estimate_minutes(train_config(Settings(), "cpu"), whole_set) < args.max_minutes / 2
+    assert estimate_minutes(train_config(Settings(), "gpu"), whole_set) > args.max_minutes
 
 
 # A fresh interpreter per DAG file: import Airflow first (paid once by the DAG processor), then

@@ -114,7 +114,7 @@ def test_retrain_dag_trains_and_promotes_through_the_gate(site):
 def test_daily_dag_processes_a_simulated_day_end_to_end(site):
     for day in (OLD_DAY, DAY):
         _jobs(site, "simulate", "--date", day, "--stores", "2", "--receipts-per-store", "40",
-              "--root", str(site["data"]), "--seed", "7")
+              "--root", str(site["data"]), "--seed", "7", "--frames")
     _airflow(site, "dags", "test", "checkout_age_daily", DAY)
 
     assert _run_states(site, "checkout_age_daily") == [{

@@ -14,3 +14,31 @@ def submit_command(job: str, master: str, *args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "spark-submit"), "--master", master,
             "--driver-memory", "1g", "--conf", f"spark.pyspark.python={sys.executable}",
             str(JOBS / script), *args]
+
+
+def untrained_registry(root: Path, versions: int = 1) -> Path:
+    """A registry with `versions` real but untrained 96 px models, v0001 in production.
+
+    For tests about processes and engines, not accuracy: no training (seconds, not minutes), and
+    each further version is v0001 with its output moved by 15 years, so their predictions differ.
+    """
+    import keras
+
+    from model.net import build_age_model
+    from model.registry import ModelRegistry
+
+    registry = ModelRegistry(root)
+    keras.utils.set_random_seed(3)
+    model = build_age_model("mobilenet_v2", 96, weights=None)
+    last = [layer for layer in model.layers if layer.get_weights()][-1]
+    for number in range(versions):
+        if number:
+            weights = last.get_weights()
+            weights[-1] = weights[-1] + 15.0
+            last.set_weights(weights)
+        path = root.parent / f"untrained-{number}.keras"
+        model.save(path)
+        registry.register(path, {"test": {"mae": 12.0}}, {"size": 96, "backbone": "mobilenet_v2"},
+                          "untrained", "untrained test model", [])
+    assert registry.promote("v0001", max_mae=100.0).promoted
+    return root

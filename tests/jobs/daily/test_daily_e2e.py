@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from daily_run import REPORTED_DAY as DAY
+
+from jobs.simulator.frames import frame_faces
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +41,37 @@ def test_photo_counts_add_up(day):
     assert reasons.get("no_metadata", 0) == injected["photos_without_metadata"]
     assert reasons.get("missing_file", 0) == injected["metadata_without_file"]
     assert scores.model_version.unique().tolist() == ["v0001"]
-    assert scores.age_pred_years.between(-20, 150).all()
+
+
+def test_frames_yield_the_customers_face_and_age(day):
+    """Frames: the customer's face is found where the simulator put it, frames without anyone
+    are quarantined `no_face`, and the estimates follow the customers' true ages."""
+    root, simulated, scored, _ = day
+    photos = simulated.photos.set_index("photo_id")
+    faces = photos.frame.map(frame_faces)
+    scores = _table(root, "photo_scores").set_index("photo_id")
+    quarantine = _table(root, "photo_quarantine")
+    readable = photos.index[(photos.corrupt == "") & photos.has_metadata & photos.has_file]
+    empty = set(readable[faces[readable].map(len) == 0])
+    no_face = set(quarantine.photo_id[quarantine.reason == "no_face"])
+    assert empty and empty <= no_face and len(no_face - empty) <= 0.03 * len(readable)
+    assert scored["quarantine_reasons"].get("no_face") == len(no_face)
+    hits = []
+    for photo_id, row in scores.iterrows():
+        customer = next(f for f in faces[photo_id] if f["role"] == "customer")
+        hits.append(abs(row.face_x + row.face_w / 2 - customer["x"] - customer["w"] / 2)
+                    < customer["w"] / 3 and 0.7 < row.face_w / customer["w"] < 1.4)
+    assert np.mean(hits) >= 0.95  # the customer, not the person queueing behind
+    assert scores.faces_found.min() >= 1 and scores.face_confidence.min() >= 0.9
+    quality = _table(root, "run_quality").iloc[0]
+    assert quality.no_face_rate == pytest.approx(len(no_face) / (len(scores) + len(no_face)))
+    assert quality.median_face_px == pytest.approx(scores.face_w.median(), rel=0.05)
+    # The smoke model (MAE ~10-13 years on crops) still ranks customers by age on frames: a
+    # wrong crop (a shelf, the wrong face) would leave no correlation (seen ~0.6 on crops).
+    true_age = photos.loc[scores.index, "customer_age"]
+    rank_corr = true_age.rank().corr(scores.age_pred_years.rank())
+    print(f"frames: rank correlation {rank_corr:.2f}, customer found {np.mean(hits):.3f}")
+    assert rank_corr >= 0.3
 
 
 def test_receipt_counts_add_up(day):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from spark_jobs import submit_command
+from spark_jobs import submit_command, untrained_registry
 
 from jobs.daily.reports import REPORT_TABLES
 from jobs.daily.spark import launch_env
@@ -101,7 +101,7 @@ def _sorted(root: Path, table: str) -> pd.DataFrame:
 
 
 def test_a_standalone_cluster_writes_the_same_tables_as_local_mode(
-        cluster, faces_dir, trained_registry, tmp_path_factory):
+        cluster, faces_dir, tmp_path_factory):
     from jobs.daily.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
 
@@ -110,9 +110,10 @@ def test_a_standalone_cluster_writes_the_same_tables_as_local_mode(
     write_day(simulate_day(faces, DAY, 2, 30, 3), str(local))
     shutil.copytree(local / "landing", remote / "landing")
 
+    registry = untrained_registry(tmp_path_factory.mktemp("models") / "registry")
     master, ui_port = cluster
-    _run_day(remote, master, trained_registry)
-    _run_day(local, "local[*]", trained_registry)
+    _run_day(remote, master, registry)
+    _run_day(local, "local[*]", registry)
 
     with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=10) as page:
         finished = json.load(page)["completedapps"]

@@ -1,0 +1,102 @@
+"""The feature-cache profile: frozen activations computed once, the tail trained on them, and
+the result still one ordinary model taking raw pixels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jobs.cli.main import main as cli_main
+from model.augment import flip_horizontal
+from model.errors import UserError
+from model.feature_cache import extract_features, split_model
+from model.net import build_age_model, load_age_model
+from model.predict import predict_ages
+from model.registry import ModelRegistry
+
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def pixels() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def halves():
+    return split_model(build_age_model("mobilenet_v2", SIZE), "block_12_add")
+
+
+def test_front_then_tail_is_the_full_model(halves, pixels: np.ndarray) -> None:
+    x = pixels.astype(np.float32)
+    full = np.asarray(halves.full.predict_on_batch(x))
+    composed = np.asarray(halves.tail.predict_on_batch(halves.front.predict_on_batch(x)))
+    np.testing.assert_allclose(composed, full, rtol=1e-4, atol=1e-3)
+    assert halves.front.output_shape == (None, 6, 6, 96)
+    # The halves share the full model's weights: nothing is copied, and none is in both.
+    full_ids = {id(w) for w in halves.full.weights}
+    front_ids, tail_ids = {id(w) for w in halves.front.weights}, {id(w) for w in halves.tail.weights}
+    assert front_ids | tail_ids == full_ids and not front_ids & tail_ids
+    assert 0.5 < halves.tail.count_params() / halves.full.count_params() < 0.9
+
+
+def test_mirrored_activations_are_those_of_mirrored_images(halves, pixels: np.ndarray) -> None:
+    plain = extract_features(halves.front, pixels, batch_size=4)
+    mirrored = extract_features(halves.front, pixels, mirrored=True, batch_size=4)
+    assert plain.dtype == np.float16 and plain.shape == (6, 6, 6, 96)
+    direct = np.asarray(halves.front.predict_on_batch(flip_horizontal(pixels).astype(np.float32)))
+    np.testing.assert_allclose(mirrored.astype(np.float32), direct, rtol=1e-2, atol=2e-2)
+    # ...which is why they are cached: flipping the activations is not the same thing.
+    assert np.abs(flip_horizontal(plain).astype(np.float32) - direct).mean() > 0.05
+
+
+def test_an_unknown_frozen_layer_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="has no layer 'block_99_add'"):
+        split_model(build_age_model("mobilenet_v2", SIZE, weights=None), "block_99_add")
+
+
+@pytest.mark.slow
+def test_the_feature_cache_profile_trains_and_evaluates_on_real_faces(
+    small_faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("MODEL_REGISTRY", str(tmp_path / "registry"))
+    monkeypatch.setenv("CHECKOUT_AGE_CACHE_DIR", str(tmp_path / "cache"))
+    status = cli_main(["model", "train", "--faces", str(small_faces_dir), "--profile", "quick",
+                       "--epochs", "3", "--batch-size", "32", "--version-only"])
+    assert status == 0
+    assert capsys.readouterr().out == "v0001\n"  # the version alone: a scheduler's XCom
+    version = ModelRegistry(tmp_path / "registry").resolve("v0001")
+    config = version.config
+    assert (config["profile"], config["feature_cache"], config["frozen_until"]) == (
+        "quick", True, "block_12_add")
+    assert [h["phase"] for h in config["history"]] == ["head", "full", "full", "full"]
+    assert config["phase_seconds"]["extract_features_s"] > 0
+    assert "block_12_add" in (version.path / "card.md").read_text()
+    # It learnt: the test split beats always answering the training mean.
+    test = version.metrics["test"]
+    assert test["n"] == config["rows"]["test"] > 0
+    history = config["history"]
+    assert history[-1]["mae"] < history[0]["mae"]
+    # The saved file is an ordinary model on raw pixels, and it is what was evaluated.
+    model = load_age_model(version.model_path)
+    assert model.input_shape == (None, SIZE, SIZE, 3)
+    from model.dataset import validate_dataset
+    from model.image_cache import load_images
+    from model.split import assign_splits
+
+    report = validate_dataset(small_faces_dir)
+    split = assign_splits(report.usable)
+    test_rows = split[split["split"] == "test"]
+    images = load_images(test_rows, SIZE, tmp_path / "cache2", report.fingerprint)
+    pred = predict_ages(model, np.asarray(images), batch_size=32)
+    mae = float(np.abs(pred - test_rows["real_age"].to_numpy()).mean())
+    assert mae == pytest.approx(test["mae"], abs=1e-3)
+    guess = float(np.abs(test_rows["real_age"] - split.loc[split["split"] == "train",
+                                                             "real_age"].mean()).mean())
+    assert test["mae"] < guess, (test["mae"], guess)
+    json.dumps(config)  # config.json stays plain JSON
