@@ -155,7 +155,7 @@ def age_mae(model_path: str, size: int, frames_bytes: list[bytes], photos: pd.Da
             geometries: dict) -> dict:
     """MAE on the customers' original crops vs on crops cut from their frames."""
     from model.faces import crop_from, locate_photos
-    from model.images import decode_face
+    from model.images import decode_face, image_to_array
     from model.net import load_age_model
     from model.predict import predict_ages
 
@@ -167,6 +167,17 @@ def age_mae(model_path: str, size: int, frames_bytes: list[bytes], photos: pd.Da
                           for i in keep])
     result = {"customers_scored": len(keep), "frames": len(frames_bytes)}
     result["mae_original_crops"] = float(np.abs(predict_ages(model, originals) - truth).mean())
+    # The pasted square cut back out of the frame: perfect geometry, the frame's blur, light and
+    # JPEG. What is left of the gap beyond this one is the crop geometry's share.
+    oracle = []
+    for i in keep:
+        paste = next(p for p in json.loads(photos.frame.iloc[i])["faces"] if p["role"] == "customer")
+        frame = Image.open(io.BytesIO(frames_bytes[i])).convert("RGB")
+        box = (paste["x"], paste["y"], paste["x"] + paste["side"], paste["y"] + paste["side"])
+        oracle.append(image_to_array(frame.crop(box), size))
+    mae = float(np.abs(predict_ages(model, np.stack(oracle)) - truth).mean())
+    result["mae_frames_pasted_square"] = mae
+    result["gap_pasted_square"] = mae - result["mae_original_crops"]
     for label, geometry in geometries.items():
         crops = np.stack([crop_from(Image.open(io.BytesIO(frames_bytes[i])).convert("RGB"),
                                     located[i]["crop"], size, geometry) for i in keep])
@@ -231,19 +242,67 @@ def job_speed(root: Path, model: tuple[str, str, int], repeats: int) -> dict:
     return out
 
 
-def main() -> int:
+PARTS = ("geometry", "detection", "mae", "job")
+
+
+def geometries_to_compare(result: dict) -> dict:
+    """The job's crop geometry, and the alternatives it was chosen against."""
+    from model.faces import CropGeometry
+
+    in_set = result.get("geometry_faces_set", {"scale": 1.2244, "dx": 0.0227, "dy": 0.0198})
+    return {
+        "default": CropGeometry(),
+        "default_not_aligned": CropGeometry(align_eyes=False),
+        "faces_set_calibrated": CropGeometry(scale=in_set["scale"], dx=in_set["dx"],
+                                             dy=in_set["dy"], align_eyes=False),
+        "tight_box": CropGeometry(scale=1.0, dx=0.0, dy=0.0, align_eyes=False),
+    }
+
+
+def detection_part(frames: list[Image.Image], truths: list[list[dict]]) -> dict:
+    """MTCNN at three detection widths and dlib's HOG (when installed) on the same frames."""
+    detection = {}
+    for width in (640, 480, 320):
+        found, seconds, cpu_seconds = run_mtcnn(frames, width)
+        detection[f"mtcnn_{width}"] = {"s_per_frame": seconds, "cpu_s_per_frame": cpu_seconds,
+                                       **detection_quality(frames, truths, found)}
+    for width in (1280, 640):
+        dlib_run = run_dlib(frames, width)
+        if dlib_run is not None:
+            detection[f"dlib_hog_{width}"] = {"s_per_frame": dlib_run[1],
+                                              "cpu_s_per_frame": dlib_run[2],
+                                              **detection_quality(frames, truths, dlib_run[0])}
+        else:
+            detection[f"dlib_hog_{width}"] = "not installed (uv pip install dlib-bin)"
+    return detection
+
+
+def run_record(started: tuple[float, tuple]) -> dict:
+    """When a part ran and the machine's load around it (the machine is shared)."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "when_utc": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(started[0])),
+            "load_avg_at_start": started[1], "load_avg_at_end": os.getloadavg()}
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", default=None, help="model registry (default: settings)")
     parser.add_argument("--model", default="production")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--parts", default="geometry,detection,mae,job",
+                        help="comma-separated parts to run; a partial run updates only those "
+                        "parts of the results file (each part records its own load average)")
     parser.add_argument("--out", default=str(PROJECT / "bench" / "results" / "bench_frames.json"))
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
 
     from jobs.daily.landing import load_test_faces, write_day
     from jobs.simulator.frames import frame_faces, render_frame
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
-    from model.faces import CropGeometry
     from model.registry import ModelRegistry
 
     settings = load_settings()
@@ -258,49 +317,44 @@ def main() -> int:
     frames = [Image.open(io.BytesIO(data)).convert("RGB") for data in frames_bytes]
     truths = [frame_faces(plan) for plan in photos.frame]
     plans = [json.loads(plan) for plan in photos.frame]
-    result: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                "load_avg_at_start": os.getloadavg()},
-                    "model": {"version": model[0], "image_size": model[2]},
-                    "frames": len(frames), "faces_in_frames": sum(map(len, truths))}
+    parts = set(args.parts.split(","))
+    out = Path(args.out)
+    result: dict = json.loads(out.read_text()) if out.exists() and parts != set(PARTS) else {}
+    result.update({"frames": len(frames), "faces_in_frames": sum(map(len, truths)),
+                   "model": {"version": model[0], "image_size": model[2]}})
+    runs = result.setdefault("runs", {})
 
-    result["geometry_faces_set"] = crop_geometry_in_faces_set(faces_dir, settings.cache_dir,
-                                                              40 if args.quick else 150)
-    detection = {}
-    mtcnn_boxes = {}
-    for width in (640, 480, 320):
-        found, seconds, cpu_seconds = run_mtcnn(frames, width)
-        mtcnn_boxes[width] = found
-        detection[f"mtcnn_{width}"] = {"s_per_frame": seconds, "cpu_s_per_frame": cpu_seconds,
-                                       **detection_quality(frames, truths, found)}
-    for width in (1280, 640):
-        dlib_run = run_dlib(frames, width)
-        if dlib_run is not None:
-            detection[f"dlib_hog_{width}"] = {"s_per_frame": dlib_run[1],
-                                              "cpu_s_per_frame": dlib_run[2],
-                                              **detection_quality(frames, truths, dlib_run[0])}
-    result["detection"] = detection
-    result["geometry_frames"] = frames_calibration(truths, plans, mtcnn_boxes[480])
-    calibrated = result["geometry_frames"]
-    geometries = {
-        "default": CropGeometry(),
-        "frames_calibrated": CropGeometry(scale=calibrated["scale"], dx=calibrated["dx"],
-                                          dy=calibrated["dy"]),
-        "default_eyes_aligned": CropGeometry(align_eyes=True),
-        "tight_box": CropGeometry(scale=1.0, dx=0.0, dy=0.0),
-    }
-    result["geometries"] = {k: vars(v) for k, v in geometries.items()}
-    result["age_mae"] = age_mae(model[1], model[2], frames_bytes, photos, geometries)
+    def record(part: str, started: tuple) -> None:
+        runs[part] = run_record(started)
 
-    with tempfile.TemporaryDirectory(prefix="bench-frames-") as tmp:
-        write_day(day, str(Path(tmp) / "frames"))
-        write_day(simulate_day(test_faces, DAY, stores, per_store, seed=3),
-                  str(Path(tmp) / "crops"))
-        result["score_job"] = job_speed(Path(tmp), model, 1 if args.quick else 2)
-    result["machine"]["load_avg_at_end"] = os.getloadavg()
+    if "geometry" in parts:
+        started = (time.time(), os.getloadavg())
+        result["geometry_faces_set"] = crop_geometry_in_faces_set(
+            faces_dir, settings.cache_dir, 40 if args.quick else 150)
+        record("geometry", started)
+    if "detection" in parts:
+        started = (time.time(), os.getloadavg())
+        result["detection"] = detection_part(frames, truths)
+        record("detection", started)
+    if "mae" in parts:
+        started = (time.time(), os.getloadavg())
+        result["geometry_frames"] = frames_calibration(truths, plans, run_mtcnn(frames, 480)[0])
+        geometries = geometries_to_compare(result)
+        result["geometries"] = {k: vars(v) for k, v in geometries.items()}
+        result["age_mae"] = age_mae(model[1], model[2], frames_bytes, photos, geometries)
+        record("mae", started)
+    if "job" in parts:
+        started = (time.time(), os.getloadavg())
+        with tempfile.TemporaryDirectory(prefix="bench-frames-") as tmp:
+            write_day(day, str(Path(tmp) / "frames"))
+            write_day(simulate_day(test_faces, DAY, stores, per_store, seed=3),
+                      str(Path(tmp) / "crops"))
+            result["score_job"] = job_speed(Path(tmp), model, 1 if args.quick else 2)
+        record("job", started)
     text = json.dumps(result, indent=2, default=float)
     print(text)
     if not args.quick:
-        Path(args.out).write_text(text + "\n")
+        out.write_text(text + "\n")
     return 0
 
 

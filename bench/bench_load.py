@@ -103,7 +103,8 @@ def retention(faces, root: Path, days: int, stores: int, receipts_per_store: int
     dates = [(first + dt.timedelta(days=i)).isoformat() for i in range(days)]
     files = 0
     for i, run_date in enumerate(dates):
-        files += simulate(faces, root, run_date, stores, receipts_per_store, None, seed=i)["photo_files"]
+        landed = simulate(faces, root, run_date, stores, receipts_per_store, None, seed=i)
+        files += landed["photo_files"]
     last = dates[-1]
     command = [CLI, "retention", "--date", last, "--root", str(root), "--days", str(keep_days),
                "--json"]
@@ -201,7 +202,8 @@ def main() -> int:
                          "ratio": round(score["photos_20000"] / score["photos_2000"], 2)},
         "retention": kept,
     }
-    out = PROJECT / "bench" / "results" / ("bench_load_quick.json" if args.quick else "bench_load.json")
+    name = "bench_load_quick.json" if args.quick else "bench_load.json"
+    out = PROJECT / "bench" / "results" / name
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["score_growth"]), json.dumps(kept), f"-> {out}", sep="\n")
     if not args.workdir:

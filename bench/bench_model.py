@@ -28,9 +28,11 @@ import keras
 import numpy as np
 
 from model.augment import augment_batch
+from model.config import Settings
 from model.net import backbone_of, build_age_model, set_batchnorm_momentum
 from model.predict import predict_ages
-from model.train import TrainConfig, compile_for_training
+from model.profiles import train_config
+from model.train import compile_for_training
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_model_cpu.json"
 
@@ -60,7 +62,7 @@ def _model(size: int, weights: str | None, trainable_backbone: bool) -> keras.Mo
     backbone_of(model).trainable = trainable_backbone
     if trainable_backbone:
         set_batchnorm_momentum(model, 0.9)
-    compile_for_training(model, 1e-4, TrainConfig(size=size))
+    compile_for_training(model, 1e-4, train_config(Settings(), "gpu", size=size))
     return model
 
 

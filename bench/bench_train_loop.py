@@ -43,8 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_model import _machine  # noqa: E402
 from model.batches import FaceBatches  # noqa: E402
+from model.config import Settings  # noqa: E402
 from model.net import backbone_of, build_age_model, set_batchnorm_momentum  # noqa: E402
-from model.train import TrainConfig, compile_for_training  # noqa: E402
+from model.profiles import train_config  # noqa: E402
+from model.train import compile_for_training  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_train_loop.json"
 
@@ -103,7 +105,7 @@ def _model(size: int, batch_size: int, jit_compile: object) -> keras.Model:
     model = build_age_model("mobilenet_v2", size)
     backbone_of(model).trainable = True
     set_batchnorm_momentum(model, 0.9)
-    config = TrainConfig(size=size, batch_size=batch_size)
+    config = train_config(Settings(), "gpu", size=size, batch_size=batch_size)
     if jit_compile is None:  # what model.train uses now
         compile_for_training(model, 1e-4, config)
     else:

@@ -49,7 +49,7 @@ def band_of(age: float, bands: tuple[tuple[str, int, int], ...] = EVAL_BANDS) ->
 # machine. "gpu": full fine-tuning (head warm-up, then every layer). "cpu": the frozen early
 # layers' activations are computed once (and once for the mirrored images) and only the last
 # blocks and the head are fine-tuned on them; the saved model still takes raw pixels.
-# "quick": the cpu logic on a 3,000-face subset at 96 px (the demo). `cpu_images_per_s`
+# "quick": the cpu logic on a 3,000-face subset at 128 px (the demo). `cpu_images_per_s`
 # (training images per second on 2 cores, bench/results/train_cpu_profile.json) lets a run
 # that cannot finish in its time limit be refused before it starts.
 TRAIN_PROFILES: dict[str, dict[str, object]] = {
@@ -59,9 +59,9 @@ TRAIN_PROFILES: dict[str, dict[str, object]] = {
     "cpu": {"feature_cache": True, "size": 160, "backbone": "mobilenet_v2", "batch_size": 64,
             "head_epochs": 1, "epochs": 14, "learning_rate": 1e-3, "patience": 4,
             "limit": None, "frozen_until": "block_12_add", "cpu_images_per_s": 300.0},
-    "quick": {"feature_cache": True, "size": 96, "backbone": "mobilenet_v2", "batch_size": 64,
-              "head_epochs": 1, "epochs": 6, "learning_rate": 1e-3, "patience": 3,
-              "limit": 3000, "frozen_until": "block_12_add", "cpu_images_per_s": 700.0},
+    "quick": {"feature_cache": True, "size": 128, "backbone": "mobilenet_v2", "batch_size": 64,
+              "head_epochs": 1, "epochs": 8, "learning_rate": 1e-3, "patience": 3,
+              "limit": 3000, "frozen_until": "block_12_add", "cpu_images_per_s": 470.0},
 }
 
 

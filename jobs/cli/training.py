@@ -301,69 +301,8 @@ def run_rollback(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Attach the training, evaluation and registry commands to `model`."""
-    train = subparsers.add_parser(
-        "train", help="train an age model on a face set and register it",
-        description="Validate the face set, split it, fine-tune an ImageNet backbone (head-only "
-        "warm-up, then the rest), evaluate the test split, write the model card and register "
-        "the version (optionally promoting it through the gate). A profile gives every default "
-        f"({_profiles_help()}); settings (CHECKOUT_AGE_IMAGE_SIZE, _BACKBONE, _BATCH_SIZE, "
-        "_SEED) and then these flags override single values. A run estimated to need more "
-        "than --max-minutes on this CPU is refused before it starts.")
-    train.add_argument("--faces", type=Path, metavar="DIR", help="face set (default: FACES_DIR)")
-    train.add_argument("--profile", choices=tuple(TRAIN_PROFILES),
-                       help=f"training profile (default: setting train_profile, "
-                       f"{Settings.train_profile})")
-    train.add_argument("--size", type=int, help="input side in px")
-    train.add_argument("--epochs", type=int,
-                       help="max fine-tuning epochs; early stopping may end sooner")
-    train.add_argument("--head-epochs", type=int,
-                       help="head-only warm-up epochs on a frozen backbone")
-    train.add_argument("--backbone", help="mobilenet_v2, efficientnet_b0, efficientnet_v2_b0, "
-                       "efficientnet_v2_s, convnext_tiny, resnet50 (only mobilenet_v2 has a "
-                       "feature-cache layer set in the profiles)")
-    train.add_argument("--head", choices=("regression", "expectation"),
-                       help="linear regression head or DEX-style expected age over 1-year bins")
-    train.add_argument("--batch-size", type=int, help="images per step")
-    train.add_argument("--learning-rate", type=float, help="peak fine-tuning learning rate")
-    train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
-    train.add_argument("--limit", type=int, help="train on a random subset of N usable rows")
-    train.add_argument("--seed", type=int, help=f"random seed (default: {Settings.seed})")
-    train.add_argument("--mixed-precision", choices=("auto", "on", "off"),
-                       help="bfloat16 compute: auto (default) = when a GPU is present")
-    train.add_argument("--max-minutes", type=float,
-                       help="refuse a run estimated to need longer on this CPU, and stop "
-                       "fitting when it has run this long (default: setting train_max_minutes, "
-                       f"{Settings.train_max_minutes})")
-    train.add_argument("--out", type=Path, metavar="DIR",
-                       help="also write model.keras, metrics, card and plots here")
-    train.add_argument("--no-register", action="store_true", help="do not add to the registry")
-    train.add_argument("--promote", action="store_true",
-                       help="promote through the gate (a refusal is printed; exit status 0)")
-    train.add_argument("--max-mae", type=float,
-                       help=f"gate: highest test MAE (default: {Settings.gate_max_mae})")
-    train.add_argument("--tolerance", type=float, help="gate: years worse than production "
-                       f"allowed (default: {Settings.gate_tolerance})")
-    train.add_argument("--json", action="store_true", help="print JSON instead of text")
-    train.add_argument("--version-only", action="store_true",
-                       help="print only the new version id (for schedulers; logs go to stderr)")
-    train.set_defaults(handler=run_train)
-
-    register = subparsers.add_parser(
-        "register", help="register a .keras age model trained elsewhere (e.g. on a GPU worker)",
-        description="Check that the file is a Keras age model (raw RGB pixels (S, S, 3) in, one "
-        "age out), evaluate it on the face set's content-hash test split here, write its card, "
-        "plots and calibration, and register it as a new version (never promoted: use "
-        "`model promote`). Training facts (profile, epochs, device) come from --run-json, "
-        "e.g. the train_gpu.json written next to the model by bench/run_gpu.sh.")
-    register.add_argument("model_file", type=Path, metavar="MODEL.keras")
-    register.add_argument("--faces", type=Path, metavar="DIR",
-                         help="face set it was trained on (default: FACES_DIR)")
-    register.add_argument("--run-json", type=Path, metavar="FILE",
-                         help="the training run's summary (its `config` goes into config.json)")
-    register.add_argument("--json", action="store_true", help="print JSON instead of text")
-    register.add_argument("--version-only", action="store_true",
-                         help="print only the new version id")
-    register.set_defaults(handler=run_register)
+    _add_train(subparsers)
+    _add_register(subparsers)
 
     evaluate = subparsers.add_parser(
         "evaluate", help="metrics of a model on any labelled face folder",
@@ -431,3 +370,73 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "rollback", help="point production back at the previous version",
         description="Undo the last promotion (repeatable down the promotion history).")
     rollback.set_defaults(handler=run_rollback)
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    """`model train`: every knob defaults to None, meaning the profile's or the setting's."""
+    train = subparsers.add_parser(
+        "train", help="train an age model on a face set and register it",
+        description="Validate the face set, split it, fine-tune an ImageNet backbone (head-only "
+        "warm-up, then the rest), evaluate the test split, write the model card and register "
+        "the version (optionally promoting it through the gate). A profile gives every default "
+        f"({_profiles_help()}); settings (CHECKOUT_AGE_IMAGE_SIZE, _BACKBONE, _BATCH_SIZE, "
+        "_SEED) and then these flags override single values. A run estimated to need more "
+        "than --max-minutes on this CPU is refused before it starts.")
+    train.add_argument("--faces", type=Path, metavar="DIR", help="face set (default: FACES_DIR)")
+    train.add_argument("--profile", choices=tuple(TRAIN_PROFILES),
+                       help=f"training profile (default: setting train_profile, "
+                       f"{Settings.train_profile})")
+    train.add_argument("--size", type=int, help="input side in px")
+    train.add_argument("--epochs", type=int,
+                       help="max fine-tuning epochs; early stopping may end sooner")
+    train.add_argument("--head-epochs", type=int,
+                       help="head-only warm-up epochs on a frozen backbone")
+    train.add_argument("--backbone", help="mobilenet_v2, efficientnet_b0, efficientnet_v2_b0, "
+                       "efficientnet_v2_s, convnext_tiny, resnet50 (only mobilenet_v2 has a "
+                       "feature-cache layer set in the profiles)")
+    train.add_argument("--head", choices=("regression", "expectation"),
+                       help="linear regression head or DEX-style expected age over 1-year bins")
+    train.add_argument("--batch-size", type=int, help="images per step")
+    train.add_argument("--learning-rate", type=float, help="peak fine-tuning learning rate")
+    train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
+    train.add_argument("--limit", type=int, help="train on a random subset of N usable rows")
+    train.add_argument("--seed", type=int, help=f"random seed (default: {Settings.seed})")
+    train.add_argument("--mixed-precision", choices=("auto", "on", "off"),
+                       help="bfloat16 compute: auto (default) = when a GPU is present")
+    train.add_argument("--max-minutes", type=float,
+                       help="refuse a run estimated to need longer on this CPU, and stop "
+                       "fitting when it has run this long (default: setting train_max_minutes, "
+                       f"{Settings.train_max_minutes})")
+    train.add_argument("--out", type=Path, metavar="DIR",
+                       help="also write model.keras, metrics, card and plots here")
+    train.add_argument("--no-register", action="store_true", help="do not add to the registry")
+    train.add_argument("--promote", action="store_true",
+                       help="promote through the gate (a refusal is printed; exit status 0)")
+    train.add_argument("--max-mae", type=float,
+                       help=f"gate: highest test MAE (default: {Settings.gate_max_mae})")
+    train.add_argument("--tolerance", type=float, help="gate: years worse than production "
+                       f"allowed (default: {Settings.gate_tolerance})")
+    train.add_argument("--json", action="store_true", help="print JSON instead of text")
+    train.add_argument("--version-only", action="store_true",
+                       help="print only the new version id (for schedulers; logs go to stderr)")
+    train.set_defaults(handler=run_train)
+
+
+def _add_register(subparsers: argparse._SubParsersAction) -> None:
+    """`model register MODEL.keras`: a model trained elsewhere becomes a version."""
+    register = subparsers.add_parser(
+        "register", help="register a .keras age model trained elsewhere (e.g. on a GPU worker)",
+        description="Check that the file is a Keras age model (raw RGB pixels (S, S, 3) in, one "
+        "age out), evaluate it on the face set's content-hash test split here, write its card, "
+        "plots and calibration, and register it as a new version (never promoted: use "
+        "`model promote`). Training facts (profile, epochs, device) come from --run-json, "
+        "e.g. the train_gpu.json written next to the model by bench/run_gpu.sh.")
+    register.add_argument("model_file", type=Path, metavar="MODEL.keras")
+    register.add_argument("--faces", type=Path, metavar="DIR",
+                         help="face set it was trained on (default: FACES_DIR)")
+    register.add_argument("--run-json", type=Path, metavar="FILE",
+                         help="the training run's summary (its `config` goes into config.json)")
+    register.add_argument("--json", action="store_true", help="print JSON instead of text")
+    register.add_argument("--version-only", action="store_true",
+                         help="print only the new version id")
+    register.set_defaults(handler=run_register)

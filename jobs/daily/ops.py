@@ -201,7 +201,8 @@ def _marker_value_problems(marker: dict) -> list[str]:
     ]
 
 
-def _model_problems(quality: dict, model_versions: set[str], expected_model: str | None) -> list[str]:
+def _model_problems(quality: dict, model_versions: set[str],
+                    expected_model: str | None) -> list[str]:
     """One model scored the day, run_quality names it, and it is the version the run pinned."""
     problems = []
     if len(model_versions) > 1:

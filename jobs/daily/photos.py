@@ -12,6 +12,7 @@ import numpy as np
 from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
+from jobs.contract import MAX_LANE_ID
 from model.config import AGE_GROUPS
 
 if TYPE_CHECKING:
@@ -54,12 +55,13 @@ def check_photo_metadata(meta: DataFrame) -> DataFrame:
     Input: `read_csv_lines(photos.csv)` rows.
     """
     lane = F.col("lane_id").try_cast("int")
+    bad_lane = lane.isNull() | (lane < 1) | (lane > MAX_LANE_ID)  # NaN, 1e10 (NULL) and 0 too
     captured = parse_timestamp("captured_at")
     first = Window.partitionBy("photo_id").orderBy("line_no")
     reason = (
         F.when(F.col("field_count") != len(PHOTO_META_COLUMNS), F.lit(BAD_METADATA))
         .when(F.col("store_id").isNull(), BAD_METADATA)
-        .when(lane.isNull(), BAD_METADATA)
+        .when(bad_lane, BAD_METADATA)
         .when(captured.isNull(), BAD_METADATA)
     )
     detail = (
@@ -67,6 +69,8 @@ def check_photo_metadata(meta: DataFrame) -> DataFrame:
                F.format_string("photos.csv line %d: %d fields, expected 4", "line_no", "field_count"))
         .when(F.col("store_id").isNull(), F.format_string("photos.csv line %d: no store_id", "line_no"))
         .when(lane.isNull(), F.format_string("photos.csv line %d: lane_id %s", "line_no", "lane_id"))
+        .when(bad_lane, F.format_string(
+            f"photos.csv line %d: lane_id %s is outside [1, {MAX_LANE_ID}]", "line_no", "lane_id"))
         .when(captured.isNull(),
               F.format_string("photos.csv line %d: captured_at %s", "line_no", "captured_at"))
     )

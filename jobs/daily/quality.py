@@ -36,27 +36,7 @@ def run_quality(scores: DataFrame, photo_quarantine: DataFrame, receipts: DataFr
         challenge_age: compliance threshold used.
         products: `check_products` output (all rows, reason NULL when usable).
     """
-    photos = scores.agg(
-        F.count("*").alias("photos_scored"),
-        F.percentile_approx("age_pred_years", [0.1, 0.5, 0.9], 10000).alias("_pct"),
-        F.max("model_version").alias("model_version"),
-    )
-    groups = scores.groupBy("age_group").count().agg(
-        F.to_json(F.map_from_entries(F.array_sort(F.collect_list(F.struct("age_group", "count")))))
-        .alias("age_group_counts")
-    )
-    quarantined = photo_quarantine.agg(
-        F.count("*").alias("photos_quarantined"),
-        F.count_if(F.col("reason") == NO_FACE).alias("_no_face"),
-        F.count_if(F.col("reason").isin(*DETECTOR_REASONS)).alias("_frames_quarantined"),
-    )
-    # Partitions written before frames were detected have no face columns: no frames then.
-    face = {name: F.col(name) if name in scores.columns else F.lit(None).cast("int")
-            for name in ("faces_found", "face_w")}
-    faces = scores.agg(
-        F.count(face["faces_found"]).alias("_frames_scored"),
-        F.percentile_approx(face["face_w"], 0.5, 10000).cast("double").alias("median_face_px"),
-    )
+    photos = _photo_figures(scores, photo_quarantine)
     receipt_counts = receipts.agg(
         F.count("*").alias("receipts_in"),
         F.count_if(F.col("reason").isNull()).alias("receipts_valid"),
@@ -74,7 +54,7 @@ def run_quality(scores: DataFrame, photo_quarantine: DataFrame, receipts: DataFr
         F.count_distinct("photo_id").alias("photos_matched"),
     )
     row = (
-        photos.crossJoin(groups).crossJoin(quarantined).crossJoin(faces).crossJoin(receipt_counts)
+        photos.crossJoin(receipt_counts)
         .crossJoin(line_counts).crossJoin(product_counts).crossJoin(matches)
     )
     return row.select(
@@ -101,3 +81,29 @@ def run_quality(scores: DataFrame, photo_quarantine: DataFrame, receipts: DataFr
         F.lit(match_window_s).alias("match_window_s"),
         F.lit(challenge_age).alias("challenge_age"),
     )
+
+
+def _photo_figures(scores: DataFrame, photo_quarantine: DataFrame) -> DataFrame:
+    """One row: photo counts, age percentiles and groups, and the face detector's figures."""
+    photos = scores.agg(
+        F.count("*").alias("photos_scored"),
+        F.percentile_approx("age_pred_years", [0.1, 0.5, 0.9], 10000).alias("_pct"),
+        F.max("model_version").alias("model_version"),
+    )
+    groups = scores.groupBy("age_group").count().agg(
+        F.to_json(F.map_from_entries(F.array_sort(F.collect_list(F.struct("age_group", "count")))))
+        .alias("age_group_counts")
+    )
+    quarantined = photo_quarantine.agg(
+        F.count("*").alias("photos_quarantined"),
+        F.count_if(F.col("reason") == NO_FACE).alias("_no_face"),
+        F.count_if(F.col("reason").isin(*DETECTOR_REASONS)).alias("_frames_quarantined"),
+    )
+    # Partitions written before frames were detected have no face columns: no frames then.
+    face = {name: F.col(name) if name in scores.columns else F.lit(None).cast("int")
+            for name in ("faces_found", "face_w")}
+    faces = scores.agg(
+        F.count(face["faces_found"]).alias("_frames_scored"),
+        F.percentile_approx(face["face_w"], 0.5, 10000).cast("double").alias("median_face_px"),
+    )
+    return photos.crossJoin(groups).crossJoin(quarantined).crossJoin(faces)

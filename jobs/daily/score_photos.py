@@ -236,18 +236,19 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
         write_partition(photos.photo_quarantine(scored), root, "photo_quarantine", run_date)
     finally:
         scored.unpersist()
-    scored_count = by_reason.pop(None, 0)
-    counts = {
-        "date": run_date,
-        "model_version": model_version,
-        "calibrated": calibration is not None,
-        "photos_in": scored_count + sum(by_reason.values()),
-        "photos_scored": scored_count,
-        "photos_quarantined": sum(by_reason.values()),
-        "quarantine_reasons": dict(sorted(by_reason.items())),
-    }
+    counts = {"date": run_date, "model_version": model_version,
+              "calibrated": calibration is not None, **_photo_counts(by_reason)}
     log.info("scored %s: %s", run_date, counts)
     return counts
+
+
+def _photo_counts(by_reason: dict[str | None, int]) -> dict:
+    """photos_in / scored / quarantined and the reasons, from counts per reason (None = scored)."""
+    reasons = {reason: count for reason, count in by_reason.items() if reason is not None}
+    scored = by_reason.get(None, 0)
+    return {"photos_in": scored + sum(reasons.values()), "photos_scored": scored,
+            "photos_quarantined": sum(reasons.values()),
+            "quarantine_reasons": dict(sorted(reasons.items()))}
 
 
 def face_options_from(settings: Settings) -> dict:

@@ -67,7 +67,8 @@ def test_the_feature_cache_profile_trains_and_evaluates_on_real_faces(
     monkeypatch.setenv("MODEL_REGISTRY", str(tmp_path / "registry"))
     monkeypatch.setenv("CHECKOUT_AGE_CACHE_DIR", str(tmp_path / "cache"))
     status = cli_main(["model", "train", "--faces", str(small_faces_dir), "--profile", "quick",
-                       "--epochs", "3", "--batch-size", "32", "--version-only"])
+                       "--size", str(SIZE), "--epochs", "3", "--batch-size", "32",
+                       "--version-only"])
     assert status == 0
     assert capsys.readouterr().out == "v0001\n"  # the version alone: a scheduler's XCom
     version = ModelRegistry(tmp_path / "registry").resolve("v0001")
@@ -100,3 +101,29 @@ def test_the_feature_cache_profile_trains_and_evaluates_on_real_faces(
                                                              "real_age"].mean()).mean())
     assert test["mae"] < guess, (test["mae"], guess)
     json.dumps(config)  # config.json stays plain JSON
+
+
+def test_training_batches_are_whole_and_take_mirrored_rows_from_their_copy() -> None:
+    from model.batches import FaceBatches
+
+    images = np.arange(10 * 4 * 4 * 2, dtype=np.float16).reshape(10, 4, 4, 2)
+    mirrored = -images - 1  # stands for "activations of the mirrored picture"
+    batches = FaceBatches(images, np.arange(10), batch_size=4, shuffle=True, augment=True,
+                          max_shift=0.0, drop_remainder=True, mirrored=mirrored, seed=5)
+    assert len(batches) == 2  # 10 rows: the ragged 2 are left out (a different 2 each epoch)
+    taken = {"plain": 0, "mirrored": 0}
+    for epoch in range(4):
+        for index in range(len(batches)):
+            x, y = batches[index]
+            assert x.shape == (4, 4, 4, 2) and x.dtype == np.float32
+            for row, age in zip(x, y[:, 0].astype(int), strict=True):
+                if np.array_equal(row, images[age]):
+                    taken["plain"] += 1
+                else:  # never a flipped copy of the plain row: the mirrored copy itself
+                    np.testing.assert_array_equal(row, mirrored[age])
+                    taken["mirrored"] += 1
+        batches.on_epoch_end()
+    assert taken["plain"] > 5 and taken["mirrored"] > 5
+    assert len(FaceBatches(images, np.arange(10), batch_size=4)) == 3  # validation: every row
+    with pytest.raises(ValueError, match="mirrored rows"):
+        FaceBatches(images, np.arange(10), mirrored=mirrored[:5])

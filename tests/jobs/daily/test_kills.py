@@ -1,8 +1,8 @@
 """Process faults with real processes: `kill -9` of both daily jobs, two runs of one day at once,
 a model promoted while a run scores, a rerun of a purged day.
 
-Every job runs as `spark-submit jobs/daily/<job>.py` (as Airflow runs it; its own process group) and is paused
-at a named point (`jobs.daily.pause_points`) so that the SIGKILL to the whole group lands exactly
+Every job runs as `spark-submit jobs/daily/<job>.py` (as Airflow runs it; in its own process group)
+and is paused at a named point (`jobs.daily.pause_points`) so that the SIGKILL to the whole group lands exactly
 there: while reading, with a partition staged, right after a swap, between two tables. A reader
 thread reads every partition of the day the whole time; every read must equal the day's complete
 partition before or after the runs, never a mix or a part. The tests build on each other, in
@@ -115,7 +115,8 @@ def _wait_paused(site: dict, process: subprocess.Popen, point: str, timeout: flo
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if process.poll() is not None:
-            pytest.fail(f"job ended ({process.returncode}) before {point}:\n{_output(process)[-3000:]}")
+            pytest.fail(f"job ended ({process.returncode}) before {point}:\n"
+                        f"{_output(process)[-3000:]}")
         if time.monotonic() > deadline:
             pytest.fail(f"job did not reach {point} in {timeout} s")
         time.sleep(0.2)

@@ -94,7 +94,8 @@ def test_rejected_products_never_vanish(spark, products_csv):
         ("P3", "Odd", "dairy", "maybe", "bad_flag", "age_restricted maybe is not true/false"),
         ("P4", "Crisps, salted", "snacks", None, "malformed_row",
          'not 4 fields: P4,"Crisps, salted",snacks'),
-        ("P1", "Milk again", "dairy", "false", "duplicate_product_id", "product_id P1 already listed"),
+        ("P1", "Milk again", "dairy", "false", "duplicate_product_id",
+         "product_id P1 already listed"),
     ], "product_id string, name string, category string, age_restricted string, reason string, "
        "detail string")
     quarantine = product_quarantine(checked)
@@ -225,9 +226,28 @@ def test_non_finite_and_impossible_numbers_are_quarantined(spark, tmp_path, prod
         ("receipt_lines.csv", 4): ("bad_price", "price_rub 1e309 is not a finite number"),
         ("receipt_lines.csv", 5): ("bad_price", "price_rub 10000000.5 is outside [0, 1e+07]"),
         ("receipt_lines.csv", 6): ("bad_quantity", "quantity 10000 is above the maximum 9999"),
-        ("receipt_lines.csv", 7): ("bad_quantity", "quantity 99999999999 is above the maximum 9999"),
+        ("receipt_lines.csv", 7): ("bad_quantity",
+                                   "quantity 99999999999 is above the maximum 9999"),
         ("receipt_lines.csv", 8): ("bad_price", "price_rub -0.01 is outside [0, 1e+07]"),
     }
     # The largest legal values and a free item pass, and their sum stays finite.
     valid = lines.where("reason IS NULL").select("quantity", "price_rub").collect()
     assert sorted((r.quantity, r.price_rub) for r in valid) == [(1, 0.0), (9999, 1e7)]
+
+
+def test_photo_metadata_lanes_no_camera_could_have(spark, tmp_path):
+    from jobs.daily.photos import PHOTO_META_COLUMNS, check_photo_metadata
+
+    (tmp_path / "photos.csv").write_text(
+        "photo_id,store_id,lane_id,captured_at\n"
+        "p1,S1,0,2026-03-14T10:00:00Z\np2,S1,1000,2026-03-14T10:00:00Z\n"
+        "p3,S1,NaN,2026-03-14T10:00:00Z\np4,S1,999,2026-03-14T10:00:00Z\n")
+    checked = check_photo_metadata(
+        read_csv_lines(spark, str(tmp_path / "photos.csv"), PHOTO_META_COLUMNS))
+    got = {r.photo_id: (r.reason, r.detail) for r in checked.collect()}
+    assert got == {
+        "p1": ("bad_metadata", "photos.csv line 2: lane_id 0 is outside [1, 999]"),
+        "p2": ("bad_metadata", "photos.csv line 3: lane_id 1000 is outside [1, 999]"),
+        "p3": ("bad_metadata", "photos.csv line 4: lane_id NaN"),
+        "p4": (None, None),
+    }
