@@ -96,7 +96,8 @@ class EpochLog(keras.callbacks.Callback):
 
     `images_per_s` is training rows per second of epoch wall time (validation included).
     The time left assumes the remaining epochs (up to `last_epoch`) take as long as the
-    median epoch of this phase so far; early stopping may end sooner.
+    median epoch of this phase so far (fine-tuning epochs cost more than head-only ones, so
+    the head phase's figure is low); early stopping may end sooner.
     """
 
     def __init__(self, phase: str, rows: int, last_epoch: int, history: list[dict]) -> None:
@@ -117,7 +118,7 @@ class EpochLog(keras.callbacks.Callback):
         mine = sorted(h["seconds"] for h in self.history if h["phase"] == self.phase)
         left = mine[len(mine) // 2] * (self.last_epoch - epoch - 1)
         log.info("epoch %d/%d (%s): loss %.3f mae %.3f val_mae %.3f, %.0f s, %.0f img/s, "
-                 "at most %d min %02d s left", epoch + 1, self.last_epoch, self.phase,
+                 "about %d min %02d s left", epoch + 1, self.last_epoch, self.phase,
                  entry.get("loss", np.nan), entry.get("mae", np.nan),
                  entry.get(MONITOR, np.nan), seconds, entry["images_per_s"], left // 60,
                  left % 60)
@@ -425,7 +426,8 @@ def document_and_register(model: keras.Model, rows: pd.DataFrame, metrics: dict,
     # Calibration (issue 12): fitted on the validation split, measured on the test split.
     calibrated, metrics["test"]["calibration"] = calibrate_split(
         (ages[parts["valid"]], predictions["valid"]), (ages[parts["test"]], predictions["test"]),
-        work_dir, legal_age=Settings.legal_age, coverage=Settings.calibration_coverage,
+        work_dir, legal_age=metrics["test"].get("legal_age", Settings.legal_age),
+        coverage=Settings.calibration_coverage,
         source={"split": "valid", "dataset_fingerprint": report.fingerprint})
     if calibrated is not None:
         plots.append(reliability_plot(metrics["test"]["calibration"], work_dir / "plots"))

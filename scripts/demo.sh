@@ -74,7 +74,7 @@ else
     # one line per epoch with the time left), picked from the DAG log as they are written.
     tail -n +1 -f --pid="$dag_pid" "$log" 2>/dev/null | grep --line-buffered -oE \
         '(estimated [0-9]+ min of .*|activations of [0-9]+ images.*|epoch [0-9]+/[0-9]+ \(.*|time limit reached.*)' \
-        | sed -u 's/^/  /' || true
+        | sed -u -e 's/ *\[airflow\.task\..*$//' -e 's/^/  /' || true
     wait "$dag_pid" || failed "DAG age_model_retrain" "$log"
     if ! version="$(production_version)"; then
         candidate="$("$CLI" model list --json | "$PYTHON" -c \

@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 FRAME_W, FRAME_H = 1280, 720
 CUSTOMER_FACE_PX = (80, 300)  # customer's face width in the frame
@@ -89,8 +89,8 @@ def background(rng: np.random.Generator, width: int = FRAME_W, height: int = FRA
     """A lane-like scene: a vertical light gradient, shelves and boxes, a floor, sensor noise."""
     top, bottom = rng.uniform(90, 200, 3), rng.uniform(30, 120, 3)
     ramp = np.linspace(0, 1, height)[:, None, None]
-    base = (top * (1 - ramp) + bottom * ramp) * np.ones((1, width, 1))
-    image = Image.fromarray(base.astype(np.uint8))
+    column = (top * (1 - ramp) + bottom * ramp).astype(np.uint8)  # (height, 1, 3)
+    image = Image.fromarray(np.ascontiguousarray(np.broadcast_to(column, (height, width, 3))))
     draw = ImageDraw.Draw(image)
     for _ in range(int(rng.integers(3, 7))):  # shelf boards
         y = int(rng.uniform(0, height * 0.8))
@@ -102,9 +102,10 @@ def background(rng: np.random.Generator, width: int = FRAME_W, height: int = FRA
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
         shape = draw.ellipse if rng.random() < 0.3 else draw.rectangle
         shape([x0, y0, x0 + w, y0 + h], fill=colour)
-    noise = rng.normal(0, 6, (height // 4, width // 4, 1))
-    noisy = np.asarray(image, np.float32) + np.kron(noise, np.ones((4, 4, 1)))
-    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    # Sensor noise in 4x4 blocks (JPEG keeps it), grey: +-6 levels around 128, added to all bands.
+    noise = np.clip(rng.normal(128, 6, (height // 4, width // 4)), 0, 255).astype(np.uint8)
+    grain = Image.fromarray(noise).resize((width, height), Image.Resampling.NEAREST)
+    return ImageChops.add(image, Image.merge("RGB", [grain] * 3), offset=-128)
 
 
 def _feather_mask(side: int) -> Image.Image:
@@ -125,8 +126,8 @@ def render_frame(frame: str) -> bytes:
         with Image.open(face["path"]) as crop:
             pasted = crop.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
         image.paste(pasted, (face["x"], face["y"]), _feather_mask(side))
-    pixels = np.asarray(image, np.float32) * plan["brightness"]
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    gain = plan["brightness"]
+    image = image.point([min(255, int(v * gain)) for v in range(256)] * 3)
     if plan["blur"] > 0.05:
         image = image.filter(ImageFilter.GaussianBlur(plan["blur"]))
     out = io.BytesIO()

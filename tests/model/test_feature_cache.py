@@ -112,7 +112,7 @@ def test_training_batches_are_whole_and_take_mirrored_rows_from_their_copy() -> 
                           max_shift=0.0, drop_remainder=True, mirrored=mirrored, seed=5)
     assert len(batches) == 2  # 10 rows: the ragged 2 are left out (a different 2 each epoch)
     taken = {"plain": 0, "mirrored": 0}
-    for epoch in range(4):
+    for _epoch in range(4):
         for index in range(len(batches)):
             x, y = batches[index]
             assert x.shape == (4, 4, 4, 2) and x.dtype == np.float32

@@ -28,7 +28,7 @@ from jobs.daily.pause_points import PAUSE_AT, PAUSE_DIR
 from jobs.daily.reports import REPORT_TABLES
 from jobs.daily.spark import launch_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # idle 2 cores: ~5 min in all
 
 DAY = "2026-03-14"
 SCORE_TABLES = ("photo_scores", "photo_quarantine")
