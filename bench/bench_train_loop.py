@@ -20,7 +20,9 @@ on for TensorFlow on the CPU, a last partial batch, per-epoch validation):
 - after       : what `model.train` does now: XLA only on an accelerator (so off here), whole
                 batches (`compile_for_training` and `FaceBatches(drop_remainder=True)`)
 CPU seconds (user + system) per image are reported too: on a shared machine they move less
-than wall time. `first_epoch_s` holds tracing and, with XLA, compilation of every new batch
+than wall time; `fit_cores_used` (CPU seconds per wall second) shows whether the loop keeps
+both cores busy, which only a quiet machine can show (under a load of 2+ runnable threads per
+core no variant gets more than its share). `first_epoch_s` holds tracing and, with XLA, compilation of every new batch
 shape (the ragged last training and validation batches add one each).
 The machine is shared: the 1-minute load average is recorded before and after each variant.
 """
@@ -156,6 +158,8 @@ def run_variant(name: str, faces: tuple[np.ndarray, ...], size: int, batch_size:
         "train_on_batch_cpu_ms_per_image": round(1000 * tob_cpu, 1),
         "cpu_ratio": round(tob_cpu * rows_per_epoch / statistics.median(
             e["user_s"] + e["sys_s"] for e in steady), 2),
+        "fit_cores_used": round(statistics.median(
+            (e["user_s"] + e["sys_s"]) / e["wall_s"] for e in steady), 2),
         "first_epoch_images_per_s": round(len(train_x) / timer.epochs[0]["wall_s"], 1),
         "first_epoch_sys_s": round(timer.epochs[0]["sys_s"], 1),
         "first_epoch_s": round(timer.epochs[0]["wall_s"], 1),

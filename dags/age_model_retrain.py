@@ -9,8 +9,8 @@ A Param given here wins over all of them.
 
 1. `validate_faces`: `checkout-age model validate`; stops the run when the set cannot be read.
 2. `train_candidate`: trains and **registers** a new version (never promotes it); XCom: the version
-   (`--version-only`). Profile `cpu` (feature cache, about 30 min on 2 cores for ~21k faces) fits the
-   task's 3 h timeout; a run estimated to need longer on the CPU than `TRAIN_MINUTES` (e.g. profile
+   (`--version-only`). Profile `cpu` (feature cache: about 17 min on a quiet 2-core machine for the
+   ~21k faces, 79 min measured on a heavily shared one) fits the task's 3 h timeout; a run estimated to need longer on the CPU than `TRAIN_MINUTES` (e.g. profile
    `gpu` on a CPU worker) is **refused before it starts**, with the estimate in the log. Run `gpu`
    on a GPU worker: `CHECKOUT_AGE_TRAIN_QUEUE=gpu`.
 3. `evaluate_candidate`: metrics of that version on the faces set's test split (JSON in the log).

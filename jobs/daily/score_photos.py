@@ -212,8 +212,9 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     meta = photos.check_photo_metadata(
         read_csv_lines(spark, f"{landing}/photos.csv", photos.PHOTO_META_COLUMNS)
     )
-    # One scoring task keeps two Python workers busy (the decode check, and decode + model with
-    # its own thread pool), so half as many tasks as cores; hash partitioning evens them out.
+    # One scoring task keeps two Python workers busy (decode + face detection, and decode + crop +
+    # model with its own thread pool), so half as many tasks as cores; hash partitioning evens
+    # them out.
     parts = partitions or max(1, spark.sparkContext.defaultParallelism // 2)
     inventory = photos.photo_inventory(files, meta).repartition(parts, "photo_id")
     scored = score_inventory(

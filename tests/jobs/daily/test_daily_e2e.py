@@ -20,6 +20,10 @@ def _table(root: Path, table: str) -> pd.DataFrame:
     return pd.read_parquet(root / "reports" / table / f"date={DAY}")
 
 
+def _frames_table(root: Path, table: str) -> pd.DataFrame:
+    return pd.read_parquet(root / "reports" / table / f"date={FRAMES_DAY}")
+
+
 @pytest.fixture(scope="module")
 def day(reported_day):
     """Root of a simulated, scored and reported day, plus the job results and the truth."""
@@ -41,16 +45,45 @@ def test_photo_counts_add_up(day):
     assert reasons.get("no_metadata", 0) == injected["photos_without_metadata"]
     assert reasons.get("missing_file", 0) == injected["metadata_without_file"]
     assert scores.model_version.unique().tolist() == ["v0001"]
+    # Crops are scored whole; the estimates follow the true ages (smoke model: seen ~0.6).
+    assert scores.faces_found.isna().all() and scores.face_w.isna().all()
+    true_age = simulated.photos.set_index("photo_id").loc[scores.photo_id, "customer_age"]
+    assert true_age.rank().corr(scores.age_pred_years.rank().set_axis(true_age.index)) >= 0.3
 
 
-def test_frames_yield_the_customers_face_and_age(day):
-    """Frames: the customer's face is found where the simulator put it, frames without anyone
-    are quarantined `no_face`, and the estimates follow the customers' true ages."""
-    root, simulated, scored, _ = day
+FRAMES_DAY, FRAME_STORES, FRAME_CUSTOMERS, FRAME_SEED = "2026-03-15", 3, 30, 4
+
+
+@pytest.fixture(scope="module")
+def frames_day(faces_dir, trained_registry, tmp_path_factory):
+    """A small day of checkout frames (~95) through both jobs, as `reported_day` is for crops."""
+    from daily_run import run_cli
+
+    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.simulator.simulate import simulate_day
+
+    root = tmp_path_factory.mktemp("frames")
+    faces = load_test_faces(faces_dir, tmp_path_factory.mktemp("face-cache"))
+    simulated = simulate_day(faces, FRAMES_DAY, FRAME_STORES, FRAME_CUSTOMERS, FRAME_SEED,
+                             frames=True)
+    write_day(simulated, str(root))
+    scored = run_cli("score", "--date", FRAMES_DAY, "--root", str(root), "--registry",
+                     str(trained_registry), "--master", "local[2]")
+    reported = run_cli("reports", "--date", FRAMES_DAY, "--root", str(root),
+                       "--master", "local[2]")
+    return root, simulated, scored, reported
+
+
+def test_frames_yield_the_customers_face_and_age(frames_day):
+    """Frames: counts add up, the customer's face is found where the simulator put it, frames
+    without anyone are quarantined `no_face`, and the estimates follow the true ages."""
+    root, simulated, scored, _ = frames_day
+    assert scored["photos_in"] == len(simulated.photos)
+    assert scored["photos_scored"] + scored["photos_quarantined"] == scored["photos_in"]
     photos = simulated.photos.set_index("photo_id")
     faces = photos.frame.map(frame_faces)
-    scores = _table(root, "photo_scores").set_index("photo_id")
-    quarantine = _table(root, "photo_quarantine")
+    scores = _frames_table(root, "photo_scores").set_index("photo_id")
+    quarantine = _frames_table(root, "photo_quarantine")
     readable = photos.index[(photos.corrupt == "") & photos.has_metadata & photos.has_file]
     empty = set(readable[faces[readable].map(len) == 0])
     no_face = set(quarantine.photo_id[quarantine.reason == "no_face"])
@@ -63,7 +96,7 @@ def test_frames_yield_the_customers_face_and_age(day):
                     < customer["w"] / 3 and 0.7 < row.face_w / customer["w"] < 1.4)
     assert np.mean(hits) >= 0.95  # the customer, not the person queueing behind
     assert scores.faces_found.min() >= 1 and scores.face_confidence.min() >= 0.9
-    quality = _table(root, "run_quality").iloc[0]
+    quality = _frames_table(root, "run_quality").iloc[0]
     assert quality.no_face_rate == pytest.approx(len(no_face) / (len(scores) + len(no_face)))
     assert quality.median_face_px == pytest.approx(scores.face_w.median(), rel=0.05)
     # The smoke model (MAE ~10-13 years on crops) still ranks customers by age on frames: a
