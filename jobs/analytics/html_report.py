@@ -22,6 +22,7 @@ from jobs.analytics import query_sql as q
 from jobs.analytics.query import DuckDBEngine, Engine, check_root, make_filters, run_query
 from jobs.analytics.query_format import cell
 from jobs.analytics.templating import render
+from model.config import Settings, load_settings
 from model.errors import UserError
 
 MAX_CHART_CASHIERS = 30
@@ -41,11 +42,18 @@ class DayData:
     compliance: list[dict] = field(default_factory=list)
     flags: list[dict] = field(default_factory=list)
     reasons: list[dict] = field(default_factory=list)
+    lanes: list[dict] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
 
 
-def load_day(engine: Engine, run_date: str) -> DayData:
-    """Read the day through the query layer; UserError when the day has no run_quality row."""
+def load_day(engine: Engine, run_date: str, *, likely_p: float = Settings.likely_minor_p,
+             possible_p: float = Settings.possible_minor_p) -> DayData:
+    """Read the day through the query layer; UserError when the day has no run_quality row.
+
+    `likely_p` / `possible_p` are the flags' "minor" tier thresholds (settings). Lanes are read
+    only on a day with frames (run_quality `no_face_rate` set): days of crops, or days scored
+    before face detection, have no face columns to read.
+    """
     filters = make_filters(run_date)
     quality = run_query(engine, "quality", filters).records()[0]
     data = DayData(filters.date_from.isoformat(), quality)
@@ -53,7 +61,10 @@ def load_day(engine: Engine, run_date: str) -> DayData:
         "ages": lambda: engine.run(q.age_distribution_query(filters)).records(),
         "segments": lambda: run_query(engine, "segments", filters).records(),
         "compliance": lambda: run_query(engine, "compliance", filters).records(),
-        "flags": lambda: run_query(engine, "flags", filters).records(),
+        "flags": lambda: run_query(engine, "flags", filters, likely_p=likely_p,
+                                   possible_p=possible_p).records(),
+        "lanes": lambda: (engine.run(q.lane_quality_query(filters)).records()
+                          if quality.get("no_face_rate") is not None else []),
         "reasons": lambda: [
             r for table in ("photo_quarantine", "receipt_quarantine")
             for r in engine.run(q.quarantine_reasons_query(filters, table)).records()],
@@ -66,11 +77,17 @@ def load_day(engine: Engine, run_date: str) -> DayData:
     return data
 
 
-def _table(rows: list[dict], columns: list[tuple[str, str]]) -> dict:
-    """A table for the template: `columns` [(title, numeric)], `rows` of formatted cells."""
+def _table(rows: list[dict], columns: list[tuple[str, str]],
+           formats: dict[str, Any] | None = None) -> dict:
+    """A table for the template: `columns` [(title, numeric)], `rows` of formatted cells.
+
+    `formats` maps a column to its own cell function (value -> str or a badge dict).
+    """
+    formats = formats or {}
     return {
         "columns": [(title, _numeric(rows, key)) for key, title in columns],
-        "rows": [[cell(key, r[key]) for key, _ in columns] for r in rows],
+        "rows": [[formats[key](r[key]) if key in formats else cell(key, r[key])
+                  for key, _ in columns] for r in rows],
     }
 
 
@@ -80,6 +97,16 @@ def _numeric(rows: list[dict], key: str) -> bool:
 
 def _percent(rate: float | None) -> str:
     return "-" if rate is None else f"{100 * rate:.1f} %"
+
+
+def _decimals(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _expected(rows: list[dict]) -> tuple[float, int]:
+    """Expected sales to minors (NULLs ignored) and the sales with a probability (summed)."""
+    return (sum(r["expected_minor_sales"] or 0.0 for r in rows),
+            sum(r["with_probability"] or 0 for r in rows))
 
 
 def _ages_section(data: DayData) -> dict:
@@ -124,25 +151,89 @@ def _compliance_section(data: DayData) -> dict:
           f"{r['flagged']} flagged of {r['with_photo']} with photo") for r in judged],
         "Flag rate by cashier", "flag rate = flagged / restricted sales with a matched photo",
     ) if judged else None
-    columns = [("store_id", "store"), ("cashier_id", "cashier"), ("receipts", "receipts"),
+    columns = [("store_id", "store"), ("cashier_id", "cashier"),
                ("restricted_receipts", "restricted"), ("with_photo", "with photo"),
-               ("flagged", "flagged"), ("flag_rate", "flag rate"), ("no_photo", "no photo")]
+               ("flagged", "flagged"), ("flag_rate", "flag rate"),
+               ("expected_minor_sales", "expected sales to minors"),
+               ("with_probability", "with a probability"),
+               ("expected_minor_share", "expected minor share"), ("no_photo", "no photo")]
     rate = totals["flagged"] / totals["with_photo"] if totals["with_photo"] else None
+    expected, with_p = _expected(rows)
     return {"missing": None, "totals": totals, "rate": _percent(rate), "chart": chart,
-            "max_cashiers": MAX_CHART_CASHIERS, "table": _table(rows, columns)}
+            "expected": _decimals(expected) if with_p else "n/a", "with_probability": with_p,
+            "max_cashiers": MAX_CHART_CASHIERS,
+            "table": _table(rows, columns, {"expected_minor_sales": _decimals,
+                                            "expected_minor_share": _percent})}
 
 
-def _flags_section(data: DayData) -> dict:
+def _tier_legend(flags: list[dict], likely_p: float, possible_p: float) -> list[dict]:
+    """Each minor tier with its rule and the day's count of flags in it."""
+    rules = (f"p ≥ {_percent(likely_p)}", f"{_percent(possible_p)} ≤ p < {_percent(likely_p)}",
+             f"p < {_percent(possible_p)}", "no probability")
+    return [{"tier": tier, "badge": _badge_class(tier), "rule": rule,
+             "count": sum(f["minor_tier"] == tier for f in flags)}
+            for tier, rule in zip(q.MINOR_TIERS, rules, strict=True)]
+
+
+def _badge_class(tier: str) -> str:
+    return "tier-" + tier.replace(" ", "-")
+
+
+def _flags_section(data: DayData, likely_p: float, possible_p: float) -> dict:
     if "flags" in data.missing:
         return {"missing": data.missing["flags"]}
-    columns = [("receipt_id", "receipt"), ("store_id", "store"), ("lane_id", "lane"),
-               ("cashier_id", "cashier"), ("closed_at", "closed at (UTC)"),
-               ("photo_id", "photo id"), ("age_pred_years", "predicted age (years)"),
+    columns = [("minor_tier", "tier"), ("p_under_legal_age", "P(under 18)"),
+               ("age_pred_years", "predicted age (years)"), ("receipt_id", "receipt"),
+               ("store_id", "store"), ("lane_id", "lane"), ("cashier_id", "cashier"),
+               ("closed_at", "closed at (UTC)"), ("photo_id", "photo id"),
                ("restricted_units", "restricted units"),
                ("restricted_revenue_rub", "restricted revenue (RUB)")]
     shown = data.flags[:MAX_FLAG_ROWS]
+    formats = {"minor_tier": lambda t: {"text": t, "badge": _badge_class(t)},
+               "p_under_legal_age": _percent}
     return {"missing": None, "total": len(data.flags), "more": len(data.flags) - len(shown),
-            "table": _table(shown, columns)}
+            "legend": _tier_legend(data.flags, likely_p, possible_p),
+            "table": _table(shown, columns, formats)}
+
+
+def _calibration_note(data: DayData) -> str | None:
+    """Why probabilities are missing, if they are (the model had no calibration table)."""
+    if "flags" in data.missing or "compliance" in data.missing:
+        return None
+    unknown = sum(f["p_under_legal_age"] is None for f in data.flags)
+    if unknown == len(data.flags) and _expected(data.compliance)[1] == 0:
+        model = data.quality.get("model_version") or "unknown"
+        return (f"Model {model} has no calibration table: probabilities and expected counts are "
+                "unavailable; flags are Challenge-25 only (`checkout-age model calibrate`).")
+    if unknown:
+        return (f"{unknown} of {len(data.flags)} flags have no probability "
+                "(model without calibration).")
+    return None
+
+
+def _lane_cell(store: str, lane: int, row: dict | None, max_no_face_rate: float) -> dict:
+    """One grid cell: the rate ("n/a" without frames), highlighted above the threshold."""
+    rate = row["no_face_rate"] if row else None
+    if row is None:
+        return {"text": "n/a", "hot": False, "tip": f"{store} lane {lane}: no frames"}
+    face = "n/a" if row["median_face_px"] is None else f"{row['median_face_px']:.0f} px"
+    return {"text": _percent(rate) if rate is not None else "n/a",
+            "hot": rate is not None and rate > max_no_face_rate,
+            "tip": f"{store} lane {lane}: {row['no_face']} no face of {row['frames']} frames, "
+                   f"{row['face_too_small']} face too small, median face {face}"}
+
+
+def _lanes_section(data: DayData, max_no_face_rate: float) -> dict:
+    """No-face rate as a store x lane grid; a lane above `max_no_face_rate` is highlighted."""
+    if "lanes" in data.missing:
+        return {"missing": data.missing["lanes"]}
+    by_key = {(r["store_id"], r["lane_id"]): r for r in data.lanes}
+    lanes = sorted({lane for _, lane in by_key})
+    grid = [(store, [_lane_cell(store, lane, by_key.get((store, lane)), max_no_face_rate)
+                     for lane in lanes])
+            for store in sorted({store for store, _ in by_key})]
+    return {"missing": None, "lanes": lanes, "grid": grid, "threshold": _percent(max_no_face_rate),
+            "hot": sum(c["hot"] for _, cells in grid for c in cells)}
 
 
 def _quality_section(data: DayData) -> dict:
@@ -166,6 +257,9 @@ def _quality_section(data: DayData) -> dict:
         "percentiles": " / ".join(cell("age_pred", qr[c]) for c in
                                   ("age_pred_p10", "age_pred_p50", "age_pred_p90")),
         "age_groups": ", ".join(f"{k}: {v:,}" for k, v in counts.items()),
+        "no_face_rate": "n/a" if qr.get("no_face_rate") is None else _percent(qr["no_face_rate"]),
+        "median_face_px": ("n/a" if qr.get("median_face_px") is None
+                           else f"{qr['median_face_px']:.0f} px"),
         "reasons_missing": data.missing.get("reasons"),
         "reasons": _table(data.reasons, [("source", "source"), ("reason", "reason"),
                                          ("quarantined", "rows")]),
@@ -182,18 +276,35 @@ def _kpis(data: DayData) -> list[tuple[str, str]]:
             (_percent(qr["match_rate"]), "receipts matched to a photo"),
             (f"{sum(r['restricted_receipts'] for r in data.compliance):,}", "restricted sales"),
             (f"{flagged:,}", f"flagged (predicted age < {qr.get('challenge_age')})"),
-            (_percent(flagged / judged if judged else None), "flag rate (of those with photo)")]
+            (_percent(flagged / judged if judged else None), "flag rate (of those with photo)"),
+            _expected_kpi(data.compliance)]
 
 
-def render_html(data: DayData, *, min_support: float, source: str) -> str:
-    """The whole page as one string (pure: no I/O), from `templates/report.html.j2`."""
+def _expected_kpi(rows: list[dict]) -> tuple[str, str]:
+    """Expected sales to minors: summed probabilities, over the sales that have one."""
+    expected, with_p = _expected(rows)
+    return (_decimals(expected) if with_p else "n/a",
+            f"expected sales to minors over {with_p:,} sales with a probability")
+
+
+def render_html(data: DayData, *, min_support: float, source: str,
+                likely_p: float = Settings.likely_minor_p,
+                possible_p: float = Settings.possible_minor_p,
+                max_no_face_rate: float = Settings.max_no_face_rate) -> str:
+    """The whole page as one string (pure: no I/O), from `templates/report.html.j2`.
+
+    `likely_p` / `possible_p` must be the thresholds `load_day` used (they label the tiers);
+    `max_no_face_rate` highlights lanes whose camera misses faces.
+    """
     return str(render(
         "report.html.j2",
         run_date=data.run_date, model=str(data.quality.get("model_version") or "unknown"),
         challenge=data.quality.get("challenge_age"), source=source, min_support=min_support,
         kpis=_kpis(data), ages=_ages_section(data), lift=_lift_section(data, min_support),
-        compliance=_compliance_section(data), flags=_flags_section(data),
-        quality=_quality_section(data),
+        compliance=_compliance_section(data),
+        flags=_flags_section(data, likely_p, possible_p),
+        calibration_note=_calibration_note(data),
+        lanes=_lanes_section(data, max_no_face_rate), quality=_quality_section(data),
     ))
 
 
@@ -205,16 +316,21 @@ def default_out(root: str, run_date: str) -> Path:
 
 
 def write_report(root: str | Path, run_date: str, out: str | Path | None = None, *,
-                 min_support: float = 0.01) -> Path:
+                 min_support: float = 0.01, settings: Settings | None = None) -> Path:
     """Render day `run_date` under `root` to `out` (default ROOT/html/report-D.html), atomically.
+
+    Tier and no-face thresholds come from `settings` (default: `load_settings()`).
 
     Returns:
         The path written.
     """
+    settings = settings or load_settings()
+    tiers = {"likely_p": settings.likely_minor_p, "possible_p": settings.possible_minor_p}
     day = dt.date.isoformat(make_filters(run_date).date_from)
     checked = check_root(root)
-    data = load_day(DuckDBEngine(checked), day)
-    page = render_html(data, min_support=min_support, source=checked)
+    data = load_day(DuckDBEngine(checked), day, **tiers)
+    page = render_html(data, min_support=min_support, source=checked, **tiers,
+                       max_no_face_rate=settings.max_no_face_rate)
     target = Path(out) if out else default_out(checked, day)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

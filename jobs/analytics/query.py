@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from jobs.analytics import query_sql as q
 from jobs.analytics.query_sql import Filters, Query, make_filters
-from jobs.contract import partition_files_glob, table_dir
+from jobs.contract import SCHEMAS, partition_files_glob, table_dir
 from model.errors import UserError
 
 if TYPE_CHECKING:
@@ -80,6 +80,26 @@ def check_root(root: str | Path) -> str:
     return str(path.resolve())
 
 
+_DUCKDB_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "int64": "BIGINT",
+                 "double": "DOUBLE", "timestamp[us, tz=UTC]": "TIMESTAMPTZ"}
+
+
+def _duckdb_source(table: str) -> str:
+    """The table's day files, with every contract column present even if no file has it yet.
+
+    `union_by_name` lets days written before a column was added read it as NULL; the empty,
+    typed contract row does the same when *no* day has the column yet (a root written by an
+    older release), so queries never fail to bind a column the contract promises.
+    """
+    files = (f"read_parquet($src_{table}, hive_partitioning = true, "
+             "hive_types = {'date': DATE}, union_by_name = true)")
+    if table not in SCHEMAS:
+        return files
+    typed = ", ".join(f"CAST(NULL AS {_DUCKDB_TYPES[str(field.type)]}) AS {field.name}"
+                      for field in SCHEMAS[table])
+    return f"(SELECT * FROM {files} UNION ALL BY NAME SELECT {typed} WHERE false)"
+
+
 class DuckDBEngine:
     """An in-memory DuckDB connection reading `ROOT/reports/<table>/date=*/*.parquet`."""
 
@@ -106,12 +126,7 @@ class DuckDBEngine:
         """Execute `query`, binding its parameters and each table's glob."""
         import duckdb
 
-        sources = {
-            # union_by_name: days written before a column was added read it as NULL.
-            t: f"read_parquet($src_{t}, hive_partitioning = true, hive_types = {{'date': DATE}}, "
-               "union_by_name = true)"
-            for t in query.tables
-        }
+        sources = {t: _duckdb_source(t) for t in query.tables}
         sql = query.render(sources)
         values = {**query.params, **{f"src_{t}": self.glob(t) for t in query.tables}}
         try:

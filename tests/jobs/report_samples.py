@@ -126,7 +126,8 @@ def write_samples(root: Path) -> Path:
                 "match_window_s": 10, "challenge_age": 25}
 
     write_day(root, "run_quality", DAY1, [
-        quality(30, 27, 20, 26, 25, 20, 60, 58, 20.0, 38.0, 61.0, {"18-24": 9, "65+": 18})])
+        {**quality(30, 27, 20, 26, 25, 20, 60, 58, 20.0, 38.0, 61.0, {"18-24": 9, "65+": 18}),
+         "no_face_rate": 3 / 7, "median_face_px": 135.0}])
     write_day(root, "run_quality", DAY2, [
         quality(20, 20, 14, 16, 16, 14, 40, 40, 22.0, 41.0, 66.0, {"18-24": 5, "65+": 15})])
 
@@ -140,10 +141,19 @@ def write_samples(root: Path) -> Path:
                 "age_group": group, "model_version": "v0003", "age_low": age - 5.0,
                 "age_high": age + 5.0, "p_under_legal_age": p_minor.get(n, 0.001)}
 
+    # Frames (issue 10) on D1: S001 lane 1 3 scored (face 120/150/180 px) + 1 no_face, S001 lane
+    # 2 only 2 no_face, S002 lane 1 one scored (90 px); the other photos are crops (NULLs).
+    # No-face rate: S001/1 1/4, S001/2 2/2, S002/1 0/1; the day 3/7, median face 135 px. D2: crops.
+    frames = {1: 120, 2: 150, 3: 180, 9: 90}
+
+    def frame(row, n):
+        return {**row, "faces_found": 1, "face_w": frames[n]} if n in frames else row
+
     write_day(root, "photo_scores", DAY1, [
-        score(DAY1, 1, "S001", 19.5, "18-24"), score(DAY1, 2, "S001", 70.2, "65+"),
-        score(DAY1, 3, "S001", 66.0, "65+"), score(DAY1, 7, "S002", 16.0, "under 18"),
-        score(DAY1, 9, "S002", 23.9, "18-24"),
+        frame(score(DAY1, 1, "S001", 19.5, "18-24"), 1),
+        frame(score(DAY1, 2, "S001", 70.2, "65+"), 2),
+        frame(score(DAY1, 3, "S001", 66.0, "65+"), 3), score(DAY1, 7, "S002", 16.0, "under 18"),
+        frame(score(DAY1, 9, "S002", 23.9, "18-24"), 9),
     ])
     write_day(root, "photo_scores", DAY2, [score(DAY2, 1003, "S001", 21.0, "18-24")])
     write_day(root, "photo_quarantine", DAY1, [
@@ -152,6 +162,8 @@ def write_samples(root: Path) -> Path:
         {"photo_id": "ph-0101", "store_id": "S001", "lane_id": 2, "reason": "not_an_image",
          "detail": "empty file"},
         {"photo_id": "ph-0102", "reason": "missing_file", "detail": "no photos/…/ph-0102.jpg"},
+        *({"photo_id": f"ph-010{n}", "store_id": "S001", "lane_id": lane, "reason": "no_face",
+           "detail": "no face found"} for n, lane in ((3, 1), (4, 2), (5, 2))),
     ])
     write_day(root, "photo_quarantine", DAY2, [])
     write_day(root, "receipt_quarantine", DAY1, [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from report_samples import DAY1, DAY2, write_samples
 from jobs.analytics import charts
 from jobs.analytics.html_report import load_day, render_html, write_report
 from jobs.analytics.query import DuckDBEngine
+from model.config import Settings
 from model.errors import UserError
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"  # the repo root's, gitignored
@@ -54,8 +56,79 @@ def test_page_shows_the_days_figures(page):
     assert "ph-0009" in page  # photo ids for auditors
 
 
-def test_page_is_self_contained_escaped_and_free_of_images(page):
+def _text(page: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
+
+
+def test_page_shows_minor_tiers_and_expected_sales_to_minors(page):
+    text = _text(page)
+    # Day 1: expected 0.9 + 0.79 (S001-C02's NULL ignored) over 4 + 0 + 3 sales with a p.
+    assert "1.69 expected sales to minors over 7 sales with a probability" in text
+    assert re.search(r"S002 S002-C01 3 3 2 0\.6667 0\.79 3 26\.3 % 0", text)
+    # Flags most likely first, tiers at the default 50 % / 20 %: 0.72, 0.31, 0.04.
+    tiers = re.findall(r'<td[^>]*><span class="badge (tier-[\w-]+)">', page)
+    assert tiers == ["tier-likely-minor", "tier-possible-minor", "tier-probably-adult"]
+    assert "likely minor p ≥ 50.0 % (1) · possible minor 20.0 % ≤ p &lt; 50.0 % (1)" in text
+    assert "probably adult p &lt; 20.0 % (1) · no calibration no probability (0)" in text
+    assert re.search(r"likely minor 72\.0 % 16\.0 R-20260301-S002-000007", text)
+    assert "no probability (model without calibration)" not in text  # every flag has one
+
+
+def test_page_shows_the_no_face_rate_per_store_and_lane(page, root):
+    grid = re.search(r'<table class="lanes">.*?</table>', page, re.S).group(0)
+    # S001 lane 1: 1 no_face of 4 frames; lane 2: 2 of 2 (above the 50 % ceiling); S002 lane 1:
+    # 0 of 1; S002 lane 2 sent no frames. S002's crops are not frames.
+    cells = re.findall(r'<td class="n( hot)?" title="([^"]*)">([^<]*)</td>', grid)
+    assert [(hot, value) for hot, _, value in cells] == [
+        ("", "25.0 %"), (" hot", "100.0 %"), ("", "0.0 %"), ("", "n/a")]
+    assert "S001 lane 1: 1 no face of 4 frames, 0 face too small, median face 150 px" in grid
+    assert "No-face rate 42.9 %, median face width 135 px" in page
+    day2 = render_html(load_day(DuckDBEngine(root), DAY2), min_support=0.01, source="t")
+    assert '<table class="lanes">' not in day2 and "n/a: no camera frames this day" in day2
+    assert "No-face rate n/a, median face width n/a" in day2
+    strict = render_html(load_day(DuckDBEngine(root), DAY1), min_support=0.01, source="t",
+                         max_no_face_rate=0.2)
+    assert strict.count('class="n hot"') == 2 and "2 lanes above 20.0 %" in strict
+
+
+def test_page_says_when_probabilities_are_missing(root, page):
+    assert "flags have no probability" not in page and "no calibration table" not in page
+    day2 = _text(render_html(load_day(DuckDBEngine(root), DAY2), min_support=0.01, source="t"))
+    assert "1 of 2 flags have no probability (model without calibration)." in day2
+    assert "0.13 expected sales to minors over 2 sales with a probability" in day2
+    # An uncalibrated model: no flag has a probability and no sale has one.
+    data = load_day(DuckDBEngine(root), DAY1)
+    uncalibrated = dataclasses.replace(
+        data, flags=[{**f, "p_under_legal_age": None, "minor_tier": "no calibration"}
+                     for f in data.flags],
+        compliance=[{**c, "with_probability": 0, "expected_minor_sales": None,
+                     "expected_minor_share": None} for c in data.compliance])
+    text = _text(render_html(uncalibrated, min_support=0.01, source="t"))
+    assert ("Model v0003 has no calibration table: probabilities and expected counts are "
+            "unavailable; flags are Challenge-25 only (`checkout-age model calibrate`).") in text
+    assert "n/a expected sales to minors over 0 sales with a probability" in text
+    assert "no calibration no probability (3)" in text
+    for shown in (day2, text):
+        assert "A flag is a screening signal, not proof." in shown
+
+
+def test_tier_thresholds_come_from_settings(root, tmp_path):
+    settings = dataclasses.replace(Settings(), likely_minor_p=0.3, possible_minor_p=0.1)
+    text = _text(write_report(root, DAY1, tmp_path / "r.html", settings=settings)
+                 .read_text(encoding="utf-8"))
+    assert "likely minor p ≥ 30.0 % (2) · possible minor 10.0 % ≤ p &lt; 30.0 % (0)" in text
+
+
+def test_page_is_self_contained_escaped_and_free_of_images(page, root):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # a hostile photo id, escaped
+    hostile = "<b onclick=x>S9</b>"  # a hostile store id in the no-face grid and a tier badge
+    data = dataclasses.replace(load_day(DuckDBEngine(root), DAY1), lanes=[
+        {"store_id": hostile, "lane_id": 1, "frames": 2, "frames_scored": 1, "no_face": 1,
+         "face_too_small": 0, "no_face_rate": 0.5, "median_face_px": None}])
+    data.flags[0]["minor_tier"] = hostile
+    hostile_page = render_html(data, min_support=0.01, source="t")
+    assert "<b onclick" not in hostile_page
+    assert hostile_page.count("&lt;b onclick=x&gt;S9&lt;/b&gt;") >= 3  # row, tooltip, badge
     assert "<script" not in page.lower()
     for banned in ("<img", "<image", "<link", "<iframe", "src=", "href=", "url(http", "@import"):
         assert banned not in page.lower(), banned

@@ -332,3 +332,20 @@ def test_days_written_before_calibration_read_as_null(tmp_path):
     c01 = _rows(result, "cashier_id")[("S001-C01",)]
     assert (c01["receipts"], c01["flagged"], c01["days"]) == (42, 4, 3)
     assert (c01["expected_minor_sales"], c01["with_probability"]) == (pytest.approx(1.02), 5)
+
+
+def test_a_root_written_before_new_columns_existed_still_answers(tmp_path):
+    """No file has the newer columns (a root from an older release): they read as NULL."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    day = tmp_path / "reports" / "compliance" / "date=2026-02-28"
+    day.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{
+        "store_id": "S001", "cashier_id": "S001-C01", "receipts": 7, "restricted_receipts": 2,
+        "with_photo": 2, "flagged": 1, "flag_rate": 0.5, "no_photo": 0, "challenge_age": 25,
+    }]), day / "part-0.parquet")
+    result = run_query(DuckDBEngine(tmp_path), "compliance", make_filters("2026-02-28"))
+    c01 = _rows(result, "cashier_id")[("S001-C01",)]
+    assert (c01["receipts"], c01["flagged"]) == (7, 1)
+    assert c01["expected_minor_sales"] is None
