@@ -151,7 +151,8 @@ class DuckDBEngine:
 def run_query(engine: Engine, name: str, filters: Filters, **options: Any) -> Result:
     """Build query `name` (a key of ANCHOR_TABLE), run it, and explain an empty answer.
 
-    Options: segments `by_store`; recommendations `min_support`, `top_n`, `kinds`.
+    Options: segments `by_store`; recommendations `min_support`, `top_n`, `kinds`; flags
+    `likely_p`, `possible_p`; quality `by_lane` (no-face rate per store and lane).
     Raises UserError for a range with no data or an unknown store/cashier.
     """
     kinds = tuple(options.get("kinds") or ("category", "product"))
@@ -171,6 +172,8 @@ def run_query(engine: Engine, name: str, filters: Filters, **options: Any) -> Re
     elif name == "flags":  # minor-tier thresholds: settings likely_minor_p, possible_minor_p
         tiers = {k: options[k] for k in ("likely_p", "possible_p") if options.get(k) is not None}
         query = q.flags_query(filters, **tiers)
+    elif name == "quality" and options.get("by_lane"):
+        query = q.lane_quality_query(filters)
     elif name in ("compliance", "quality"):
         query = {"compliance": q.compliance_query, "quality": q.quality_query}[name](filters)
     else:
@@ -182,7 +185,7 @@ def run_query(engine: Engine, name: str, filters: Filters, **options: Any) -> Re
     if not result.rows:
         explain_empty(engine, ANCHOR_TABLE[name], filters)
         result.notes.append(f"no rows match {filters.describe()}")
-    elif name == "quality":
+    elif name == "quality" and not options.get("by_lane"):
         result = add_quality_total(result)
     if name == "recommendations" and filters.date_from != filters.date_to:
         result.notes.append(

@@ -48,6 +48,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "setting min_match_rate)",
     )
     quality.add_argument(
+        "--max-no-face-rate",
+        type=float,
+        default=settings.max_no_face_rate,
+        help="highest acceptable share of camera frames without a usable face (default: "
+        "%(default)s, setting max_no_face_rate)",
+    )
+    quality.add_argument(
         "--model-version", help="the model version the run meant to score with (checked if given)"
     )
     quality.add_argument("--json", action="store_true", help="print the verdict as JSON")
@@ -85,7 +92,8 @@ def _landing_ready(args: argparse.Namespace) -> int:
 def _check_quality(args: argparse.Namespace) -> int:
     from jobs.daily import ops
 
-    result = ops.check_quality(args.root, args.date, args.min_match_rate, args.model_version)
+    result = ops.check_quality(args.root, args.date, args.min_match_rate, args.model_version,
+                               max_no_face_rate=args.max_no_face_rate)
     quality = result.run_quality
     if args.json:
         verdict = {

@@ -86,6 +86,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         if name == "segments":
             parser.add_argument("--by-store", action="store_true",
                                 help="one block of rows per store instead of all together")
+        if name == "quality":
+            parser.add_argument("--by-lane", action="store_true",
+                                help="one row per store and lane: frames, no-face rate, median "
+                                "face size, worst lane first (a failing camera stands out)")
         if name == "recommendations":
             parser.add_argument("--kind", choices=("all", "category", "product"), default="all",
                                 help="item kind (default: %(default)s)")
@@ -140,6 +144,8 @@ def _query(args: argparse.Namespace) -> int:
     options: dict = {}
     if args.query_name == "segments":
         options["by_store"] = args.by_store
+    if args.query_name == "quality":
+        options["by_lane"] = args.by_lane
     if args.query_name == "flags":  # "likely minor" tiers of p_under_legal_age (settings)
         settings = load_settings()
         options.update(likely_p=settings.likely_minor_p, possible_p=settings.possible_minor_p)

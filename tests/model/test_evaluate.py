@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from jobs.cli.main import main as cli_main
+from jobs.cli.training import EXIT_GATE_REFUSED
 from model.errors import UserError
 from model.evaluate import calibrate_model, evaluate_model, select_rows
 from model.registry import ModelRegistry, ModelVersion
@@ -130,7 +131,7 @@ def test_cli_registry_commands(
                       first.config["dataset_fingerprint"], "# card\n", [])
     monkeypatch.setenv("MODEL_REGISTRY", str(root))
 
-    assert cli_main(["model", "promote", "v0002", "--max-mae", "1"]) == 1
+    assert cli_main(["model", "promote", "v0002", "--max-mae", "1"]) == EXIT_GATE_REFUSED
     assert f"refused: v0002: test MAE {mae + 0.05:.2f} is above the maximum 1.00" in (
         capsys.readouterr().out)
     assert cli_main(["model", "promote", "v0002", "--max-mae", "100", "--tolerance", "0.1"]) == 0

@@ -131,3 +131,15 @@ def test_whole_process_exit_codes_and_no_traceback(root):
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2
     assert bad.stderr == "checkout-age: error: cashier S002-C01 never worked in store S001\n"
+
+
+def test_quality_by_lane_shows_the_no_face_rate_worst_lane_first(root, capsys):
+    code, out, _ = _run(capsys, "query", "quality", "--by-lane", "--from", DAY1, "--to", DAY2,
+                        "--root", str(root), "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert rows and {"store_id", "lane_id", "frames", "no_face_rate"} <= set(rows[0])
+    rates = [row["no_face_rate"] for row in rows]
+    assert rates == sorted(rates, reverse=True)  # a failing camera is at the top
+    assert all(row["no_face"] <= row["frames"] for row in rows)
+    assert rates[0] > 0 and not any(row["store_id"] == "total" for row in rows)
