@@ -57,6 +57,17 @@ def _machine() -> dict:
     }
 
 
+def write_results(results: dict, out: Path, started: float, load_before: tuple) -> None:
+    """Add the machine, the load average before/after and the run time; write `out` as JSON."""
+    results["machine"] = _machine()
+    results["load_average_1min"] = {"before": round(load_before[0], 2),
+                                    "after": round(os.getloadavg()[0], 2)}
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out} ({results['seconds']:.0f} s)")
+
+
 def _model(size: int, weights: str | None, trainable_backbone: bool) -> keras.Model:
     model = build_age_model("mobilenet_v2", size, weights=weights)
     backbone_of(model).trainable = trainable_backbone
@@ -140,13 +151,7 @@ def main() -> None:
     results["augmentation"] = {"batch_size": 64, **_summary(rates)}
     print(f"augmentation (numpy flip + shift): {statistics.median(rates):.0f} images/s")
 
-    results["machine"] = _machine()
-    results["load_average_1min"] = {"before": round(load_before[0], 2),
-                                    "after": round(os.getloadavg()[0], 2)}
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out, started, load_before)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ The machine is shared: the 1-minute load average is recorded before and after ea
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -43,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_model import _machine  # noqa: E402
+from bench.bench_model import write_results  # noqa: E402
 from model.batches import FaceBatches  # noqa: E402
 from model.config import Settings  # noqa: E402
 from model.net import backbone_of, build_age_model, set_batchnorm_momentum  # noqa: E402
@@ -196,13 +195,7 @@ def main() -> None:
     for name in args.variants:
         results["variants"][name] = run_variant(name, faces, args.size, args.batch_size,
                                                 args.epochs, args.steps)
-    results["machine"] = _machine()
-    results["load_average_1min"] = {"before": round(load_before[0], 2),
-                                    "after": round(os.getloadavg()[0], 2)}
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out, started, load_before)
 
 
 if __name__ == "__main__":

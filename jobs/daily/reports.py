@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from jobs import contract
@@ -49,19 +50,24 @@ def read_products(spark: SparkSession, path: str) -> DataFrame:
 def build_reports(
     scores: DataFrame, photo_quarantine: DataFrame, receipts_raw: DataFrame,
     lines_raw: DataFrame, products_raw: DataFrame, *, run_date: str, match_window_s: int,
-    challenge_age: int, min_support: float, top_n: int = 10,
+    challenge_age: int, min_support: float, top_n: int,
+    persist: Callable[[DataFrame], DataFrame] = lambda frame: frame,
 ) -> dict[str, DataFrame]:
-    """All report tables of one day from its inputs (no I/O: DataFrames in, DataFrames out)."""
+    """All report tables of one day from its inputs (no I/O: DataFrames in, DataFrames out).
+
+    `persist` is applied to the intermediate frames several tables reuse; the caller decides
+    (the job passes `DataFrame.cache`, which it clears after writing; tests need nothing).
+    """
     from jobs.daily import compliance, quality, receipts, segments
     from jobs.daily.match_receipts import match_receipts
 
-    checked_products = receipts.check_products(products_raw).cache()
+    checked_products = persist(receipts.check_products(products_raw))
     products = receipts.catalogue(checked_products)
-    checked_receipts = receipts.check_receipts(receipts_raw, run_date).cache()
-    checked_lines = receipts.check_lines(lines_raw, checked_receipts, products).cache()
+    checked_receipts = persist(receipts.check_receipts(receipts_raw, run_date))
+    checked_lines = persist(receipts.check_lines(lines_raw, checked_receipts, products))
     valid_receipts = checked_receipts.where("reason IS NULL")
-    items = segments.receipt_items(checked_lines.where("reason IS NULL"), products).cache()
-    receipt_ages = match_receipts(valid_receipts, scores, match_window_s).cache()
+    items = persist(segments.receipt_items(checked_lines.where("reason IS NULL"), products))
+    receipt_ages = persist(match_receipts(valid_receipts, scores, match_window_s))
     restricted = compliance.restricted_sales(items)
     return {
         "receipt_quarantine": receipts.receipt_quarantine(checked_receipts, checked_lines),
@@ -79,7 +85,7 @@ def build_reports(
 
 
 def run(spark: SparkSession, *, root: str, run_date: str, match_window_s: int,
-        challenge_age: int, min_support: float, top_n: int = 10) -> dict:
+        challenge_age: int, min_support: float, top_n: int) -> dict:
     """Read day `run_date`, build every report table, replace its partitions; return run_quality."""
     from jobs.contract import partition_dir
     from jobs.daily.csv_lines import read_csv_lines
@@ -100,7 +106,7 @@ def run(spark: SparkSession, *, root: str, run_date: str, match_window_s: int,
         read_csv_lines(spark, f"{landing}/receipt_lines.csv", LINE_COLUMNS),
         read_products(spark, f"{landing}/products.csv"),
         run_date=run_date, match_window_s=match_window_s, challenge_age=challenge_age,
-        min_support=min_support, top_n=top_n,
+        min_support=min_support, top_n=top_n, persist=lambda frame: frame.cache(),
     )
     pause_point("reports:read")
     for table in REPORT_TABLES:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
+from face_samples import copy_small_faces
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -33,18 +33,7 @@ REPORT_TABLES = ("photo_scores", "photo_quarantine", "receipt_quarantine", "rece
 def site(tmp_path_factory, faces_dir) -> dict:
     """A temp Airflow home, data root, registry and a 300-face set (copied; spread over ages)."""
     home = tmp_path_factory.mktemp("site")
-    faces = home / "faces"
-    (faces / "final_files").mkdir(parents=True)
-    with open(faces_dir / "labels.csv", newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["real_age"].isdigit()]
-    rows.sort(key=lambda r: (int(r["real_age"]), r["file_name"]))
-    picked = [rows[i * (len(rows) - 1) // (FACES - 1)] for i in range(FACES)]
-    for row in picked:
-        shutil.copy(faces_dir / "final_files" / row["file_name"], faces / "final_files")
-    with open(faces / "labels.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(picked[0]))
-        writer.writeheader()
-        writer.writerows(picked)
+    faces = copy_small_faces(faces_dir, home / "faces", FACES)
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home / "airflow"),

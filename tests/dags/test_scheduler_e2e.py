@@ -8,11 +8,9 @@ production model unchanged. The two runs go concurrently (parallelism 2) to keep
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from face_samples import copy_small_faces
 
 # About 5 minutes on 2 idle cores; the waits below only bound a hung run (shared machines are slow).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -49,22 +48,6 @@ def _listening_addresses(port: int) -> set[str]:
             if state == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
                 found.add(address)
     return found
-
-
-def _small_faces(faces_dir: Path, target: Path) -> Path:
-    """FACES real faces spread over the ages (labels.csv + final_files/), copied."""
-    (target / "final_files").mkdir(parents=True)
-    with open(faces_dir / "labels.csv", newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["real_age"].isdigit()]
-    rows.sort(key=lambda r: (int(r["real_age"]), r["file_name"]))
-    picked = [rows[i * (len(rows) - 1) // (FACES - 1)] for i in range(FACES)]
-    for row in picked:
-        shutil.copy(faces_dir / "final_files" / row["file_name"], target / "final_files")
-    with open(target / "labels.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(picked[0]))
-        writer.writeheader()
-        writer.writerows(picked)
-    return target
 
 
 class Airflow:
@@ -175,7 +158,7 @@ class Airflow:
 def airflow(tmp_path_factory, faces_dir):
     """A running Airflow (own home, data root, registry) with a production model v0001."""
     home = tmp_path_factory.mktemp("scheduler")
-    faces = _small_faces(faces_dir, home / "faces")
+    faces = copy_small_faces(faces_dir, home / "faces", FACES)
     port = _free_port()
     env = {
         **os.environ,

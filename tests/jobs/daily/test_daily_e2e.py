@@ -12,6 +12,7 @@ import pytest
 from daily_run import REPORTED_DAY as DAY
 
 from jobs.simulator.frames import frame_faces
+from model.config import load_settings
 
 pytestmark = pytest.mark.slow
 
@@ -199,7 +200,7 @@ def test_rerun_replaces_partitions(day, spark):
     root = day[0]
     before = {t: _table(root, t) for t in reports.REPORT_TABLES}
     reports.run(spark, root=str(root), run_date=DAY, match_window_s=10, challenge_age=25,
-                min_support=0.01)
+                min_support=0.01, top_n=load_settings().top_n)
     for table, frame in before.items():
         again = _table(root, table)
         key = list(frame.columns)
