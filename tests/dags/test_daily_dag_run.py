@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
-from face_samples import copy_small_faces
+from airflow_site import copy_small_faces, site_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -34,18 +33,7 @@ def site(tmp_path_factory, faces_dir) -> dict:
     """A temp Airflow home, data root, registry and a 300-face set (copied; spread over ages)."""
     home = tmp_path_factory.mktemp("site")
     faces = copy_small_faces(faces_dir, home / "faces", FACES)
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home / "airflow"),
-        "CHECKOUT_AGE_DATA_ROOT": str(home / "data"),
-        "MODEL_REGISTRY": str(home / "registry"),
-        "CHECKOUT_AGE_CACHE_DIR": str(home / "cache"),
-        "FACES_DIR": str(faces),
-        "AIRFLOW_VAR_CHECKOUT_AGE_FACES_DIR": str(faces),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    for name in ("AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW_VAR_CHECKOUT_AGE_DATA_ROOT"):
-        env.pop(name, None)  # let scripts/airflow_env.sh derive them, as in the demo
+    env = site_env(home, faces)
     site = {"home": home, "env": env, "data": home / "data", "registry": home / "registry"}
     _airflow(site, "db", "migrate")
     return site

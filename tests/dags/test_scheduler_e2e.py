@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from face_samples import copy_small_faces
+from airflow_site import copy_small_faces, site_env
 
 # About 5 minutes on 2 idle cores; the waits below only bound a hung run (shared machines are slow).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -160,26 +160,16 @@ def airflow(tmp_path_factory, faces_dir):
     home = tmp_path_factory.mktemp("scheduler")
     faces = copy_small_faces(faces_dir, home / "faces", FACES)
     port = _free_port()
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home / "airflow"),
-        "CHECKOUT_AGE_DATA_ROOT": str(home / "data"),
-        "MODEL_REGISTRY": str(home / "registry"),
-        "CHECKOUT_AGE_CACHE_DIR": str(home / "cache"),
-        "FACES_DIR": str(faces),
-        "AIRFLOW_VAR_CHECKOUT_AGE_FACES_DIR": str(faces),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+    env = site_env(
+        home, faces,
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
+        AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(16),
+        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
         # Only the runs the test triggers: unpausing must not start the weekly retraining.
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    for name in ("AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW_VAR_CHECKOUT_AGE_DATA_ROOT",
-                 "AIRFLOW__API__HOST", "AIRFLOW_HOST"):
-        env.pop(name, None)  # scripts/airflow_env.sh derives them, as `make airflow` does
+        AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="30",
+    )
     jobs = {**env, "PATH": f"{JOBS_CLI.parent}:{env['PATH']}"}
     for args in (["model", "train", "--faces", str(faces), "--size", "96", "--head-epochs", "1",
                   "--epochs", "0", "--limit", "100"],
