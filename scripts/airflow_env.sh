@@ -33,11 +33,13 @@ if [[ -z "${AIRFLOW_CONN_SPARK_DEFAULT:-}" ]]; then
 fi
 export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
 
-# The jobs (jobs venv): data root and registry, read by the checkout-age commands (model/config.py)
+# The jobs (jobs venv): data root and the MLflow store (runs + model registry; MLFLOW_TRACKING_URI
+# points every command at a shared server instead), read by the checkout-age commands (model/config.py)
 # and by the DAGs through the Airflow Variables below.
 export CHECKOUT_AGE_JOBS_VENV="${CHECKOUT_AGE_JOBS_VENV:-$CHECKOUT_AGE_PROJECT_DIR/.venv}"
 export CHECKOUT_AGE_DATA_ROOT="${CHECKOUT_AGE_DATA_ROOT:-$CHECKOUT_AGE_PROJECT_DIR/var/data}"
-export MODEL_REGISTRY="${MODEL_REGISTRY:-$CHECKOUT_AGE_PROJECT_DIR/var/registry}"
+export MODEL_REGISTRY="${MODEL_REGISTRY:-$CHECKOUT_AGE_PROJECT_DIR/var/mlflow}"
+export MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}"  # MLflow never calls out
 export AIRFLOW_VAR_CHECKOUT_AGE_DATA_ROOT="${AIRFLOW_VAR_CHECKOUT_AGE_DATA_ROOT:-$CHECKOUT_AGE_DATA_ROOT}"
 if [[ -n "${FACES_DIR:-}" ]]; then
     export AIRFLOW_VAR_CHECKOUT_AGE_FACES_DIR="${AIRFLOW_VAR_CHECKOUT_AGE_FACES_DIR:-$FACES_DIR}"
