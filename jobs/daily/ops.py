@@ -27,6 +27,7 @@ from jobs.contract import (
     parse_date,
     partition_relpath,
 )
+from model.config import Settings
 from model.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def find_quality_problems(
     min_match_rate: float,
     model_versions: set[str],
     expected_model: str | None = None,
-    max_no_face_rate: float = 0.5,
+    max_no_face_rate: float = Settings.max_no_face_rate,
 ) -> list[str]:
     """Every reason the day's figures are not trustworthy, as short sentences (empty when fine).
 
@@ -234,7 +235,7 @@ def _match_rate_problems(quality: dict, min_match_rate: float) -> list[str]:
 
 def check_quality(
     root: str, run_date: str, min_match_rate: float, expected_model: str | None = None,
-    max_no_face_rate: float = 0.5,
+    max_no_face_rate: float = Settings.max_no_face_rate,
 ) -> QualityResult:
     """Read the day's `run_quality` row, the report tables and the landing marker, and judge them."""
     fs, base = open_root(root)

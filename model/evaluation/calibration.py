@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from model.config import EVAL_BANDS
+from model.config import EVAL_BANDS, Settings
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1
-DEFAULT_COVERAGE = 0.8
+DEFAULT_COVERAGE = Settings.calibration_coverage
 DEFAULT_NEIGHBOURS = 200  # held-out faces behind each local residual distribution
 MIN_PAIRS = 50  # fewer held-out faces than this calibrate nothing honestly
 GRID_STEP = 0.5  # years between grid points of estimated age
