@@ -13,7 +13,8 @@ $(UV):
 	$(PYTHON) -m venv .venv-tools
 	.venv-tools/bin/pip install -q uv==$(UV_VERSION)
 
-# Jobs venv: TensorFlow, Keras, PySpark and the checkout-age CLI (stack-notes: no Airflow here).
+# Jobs venv: TensorFlow, Keras, PySpark, MLflow and the checkout-age CLI. No Airflow here: its
+# Spark provider (pyspark-client) and pyspark overwrite each other's files in one venv.
 .venv/.installed: $(UV) requirements/jobs.txt pyproject.toml
 	$(UV) venv -q --allow-existing --python $(PYTHON) .venv
 	VIRTUAL_ENV=.venv $(UV) pip install -q -r requirements/jobs.txt

@@ -23,10 +23,7 @@ from PIL import Image
 
 from model.config import Settings
 from model.serving.images import image_to_array
-
-NO_FACE = "no_face"
-FACE_TOO_SMALL = "face_too_small"
-DETECTION_FAILED = "detection_failed"
+from model.serving.reasons import DETECTION_FAILED, FACE_TOO_SMALL, NO_FACE
 
 DETECT_WIDTH = Settings.detect_width_px  # frames are scaled to this width for detection
 MIN_CONFIDENCE = Settings.min_face_confidence  # a detection below this is not a face

@@ -35,7 +35,7 @@ def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 def test_train_promote_score_rollback_against_a_tracking_server(
     small_faces_dir: Path, faces_dir: Path, tmp_path: Path
 ) -> None:
-    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
 
     with running_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts",
