@@ -1,9 +1,9 @@
 # Environment of the embedded Airflow: `source scripts/airflow_env.sh` (used by demo.sh, airflow.sh).
 #
 # Local default: SQLite metadata DB and logs under var/airflow, DAGs from dags/, Spark local[*],
-# data under var/data, model registry under var/registry. Every value already set in the caller's
-# environment wins, so the same DAGs run against a cluster by exporting other values first
-# (docs/running-at-scale.md).
+# data under var/data, runs and the model registry in the MLflow store var/mlflow. Every value
+# already set in the caller's environment wins, so the same DAGs run against a cluster by
+# exporting other values first (docs/running-at-scale.md).
 
 _project_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CHECKOUT_AGE_PROJECT_DIR="${CHECKOUT_AGE_PROJECT_DIR:-$_project_dir}"

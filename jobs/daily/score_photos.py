@@ -1,7 +1,7 @@
 """Job 1: score one day's checkout photos with the production age model.
 
     <venv>/bin/spark-submit --master 'local[*]' jobs/daily/score_photos.py --date 2026-03-14 \
-        --root var/data --registry var/registry --model production
+        --root var/data --registry var/mlflow --model production
 
 (`checkout-age score` builds exactly this command; Airflow's SparkSubmitOperator runs the same
 file with the same arguments.) Reads `ROOT/landing/date=D/photos/**` with the `binaryFile`
