@@ -24,9 +24,19 @@ from pathlib import Path
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different TCP ports free on 127.0.0.1 right now (all held open while choosing)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -209,7 +219,8 @@ class SparkStandalone:
         self.spark_class = str(spark_class)
         self.env = {**env, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(home / "logs"),
                     "SPARK_WORKER_DIR": str(home / "work"), "SPARK_NO_DAEMONIZE": "1"}
-        self.port, self.ui_port = free_port(), free_port()
+        # All four chosen at once: a daemon binds its ports only seconds after it starts.
+        self.port, self.ui_port, self._worker_port, self._worker_ui_port = free_ports(4)
         self.master = f"spark://127.0.0.1:{self.port}"
         self.processes: list[subprocess.Popen] = []
 
@@ -221,7 +232,8 @@ class SparkStandalone:
             env=self.env, stdout=open(self.home / "master.log", "w"), stderr=subprocess.STDOUT))
         self.processes.append(subprocess.Popen(
             [self.spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-             "--port", str(free_port()), "--webui-port", str(free_port()), "--cores", "2",
+             "--port", str(self._worker_port), "--webui-port", str(self._worker_ui_port),
+             "--cores", "2",
              "--memory", "2g", "--work-dir", str(self.home / "work"), self.master],
             env=self.env, stdout=open(self.home / "worker.log", "w"), stderr=subprocess.STDOUT))
 
@@ -252,3 +264,49 @@ class SparkStandalone:
         """SIGTERM to each daemon's own PID (spark-class execs the JVM), worker first."""
         for process in reversed(self.processes):
             stop_process(process)
+
+
+class MlflowServer:
+    """`mlflow server` (tracking + model registry) on 127.0.0.1: its store a SQLAlchemy URL (a
+    PostgreSQL database here), artifacts served from a local folder."""
+
+    def __init__(self, home: Path, mlflow: Path, backend_store_uri: str) -> None:
+        self.home, self.mlflow, self.backend = home, str(mlflow), backend_store_uri
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> MlflowServer:
+        """Start (creating its tables on first use) and wait for /health; returns self."""
+        artifacts = self.home / "mlflow-artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        self.process = subprocess.Popen(
+            [self.mlflow, "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", "1", "--backend-store-uri", self.backend,
+             "--artifacts-destination", str(artifacts)],
+            env=env, stdout=open(self.home / "mlflow.log", "a"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+        def healthy() -> bool:
+            if self.process.poll() is not None:
+                tail = (self.home / "mlflow.log").read_text()[-3000:]
+                raise RuntimeError(f"mlflow server exited:\n{tail}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5) as page:
+                    return page.status == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, 240, "the MLflow server to answer")
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM to its process group (the server and its uvicorn workers), SIGKILL after 30 s."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)

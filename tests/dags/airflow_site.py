@@ -76,16 +76,15 @@ def scheduler_env(home: Path, faces: Path, **extra: str) -> dict[str, str]:
     import secrets
 
     port = extra.pop("AIRFLOW__API__PORT", None) or str(free_port())
-    return site_env(
-        home, faces,
-        AIRFLOW__API__PORT=port,
-        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
-        AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(16),
-        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
-        AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="30",
+    return site_env(home, faces, **{
+        "AIRFLOW__API__PORT": port,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         **extra,
-    )
+    })
 
 
 def prepare_site(home: Path, faces: Path, env: dict[str, str], day: str) -> None:

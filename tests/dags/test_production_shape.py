@@ -50,6 +50,7 @@ from local_services import (
     Redis,
     SparkStandalone,
     free_port,
+    free_ports,
     listening_addresses,
 )
 
@@ -101,18 +102,17 @@ def production_settings(database: str, broker: str, api_port: int) -> dict[str, 
     }
 
 
-def celery_parts() -> dict[str, tuple[list[str], dict[str, str]]]:
-    """One process per component, as the doc lists them; each worker its own log-server port."""
-    def own_port(setting: str) -> dict[str, str]:
-        return {setting: str(free_port())}
-
+def celery_parts(log_ports: list[int]) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """One process per component, as the doc lists them; the triggerer and each worker serve
+    their logs on their own port of `log_ports` (three)."""
+    triggerer, *workers = (str(port) for port in log_ports)
     parts = {"api-server": (["api-server"], {}), "scheduler": (["scheduler"], {}),
              "dag-processor": (["dag-processor"], {}),
-             "triggerer": (["triggerer"], own_port("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"))}
-    for number in (1, 2):
+             "triggerer": (["triggerer"], {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": triggerer})}
+    for number, port in enumerate(workers, 1):
         parts[f"worker-{number}"] = (
             ["celery", "worker", "--concurrency", "1", "--celery-hostname", f"worker{number}@%h"],
-            own_port("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"))
+            {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": port})
     return parts
 
 
@@ -141,6 +141,9 @@ def _check_services(env: dict[str, str], **override: str) -> subprocess.Complete
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, faces_dir) -> Path:
     """The embedded default's run of DAY: its home (data/, registry/, faces/)."""
+    import os  # DEVONLY
+    if os.environ.get("DEV_REF"):  # DEVONLY
+        return Path(os.environ["DEV_REF"])  # DEVONLY
     home = tmp_path_factory.mktemp("reference")
     faces = copy_small_faces(faces_dir, home / "faces", FACES)
     env = scheduler_env(home, faces)
@@ -189,7 +192,7 @@ def shape(reference, tmp_path_factory):
         postgres.start()
         redis.start()
         spark.start()
-        api_port = free_port()
+        api_port, *log_ports = free_ports(4)  # at once: none is bound before Airflow starts
         database = postgres.url("airflow", postgres.create_database("airflow"))
         settings = production_settings(database, redis.url(), api_port)
         # The doc's standalone sample; the API host is scripts/airflow_env.sh's 127.0.0.1.
@@ -199,7 +202,7 @@ def shape(reference, tmp_path_factory):
         done = _check_services(env)
         assert (done.returncode, done.stderr) == (0, ""), done.stderr
         _step("airflow db migrate; api-server, scheduler, dag-processor, triggerer, 2 workers")
-        airflow = Airflow(home, env, celery_parts())
+        airflow = Airflow(home, env, celery_parts(log_ports))
         airflow.start()
         yield Shape(airflow, postgres, redis, spark, home, reference)
     finally:
