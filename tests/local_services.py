@@ -51,7 +51,35 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-LOOPBACK = {"0100007F"}  # 127.0.0.1 as /proc/net/tcp writes it
+# 127.0.0.1 as /proc/net/tcp writes it, the same as an IPv4-mapped IPv6 address (a JVM's
+# listening socket), and ::1.
+LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+
+
+def listens_on_loopback_only(port: int) -> bool:
+    """Something listens on `port`, and only on loopback addresses."""
+    found = listening_addresses(port)
+    return bool(found) and found <= LOOPBACK
+
+
+def listening_ports(pids: list[int]) -> set[int]:
+    """TCP ports on which any of `pids` listens (from /proc: each socket's inode)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:  # ended meanwhile
+            continue
+    ports = set()
+    for name in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:
+                ports.add(int(fields[1].split(":")[1], 16))
+    return ports
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str, step: float = 1.0) -> None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import requests
 from airflow_site import (
@@ -45,13 +46,14 @@ from airflow_site import (
     scheduler_env,
 )
 from local_services import (
-    LOOPBACK,
+    MlflowServer,
     Postgres,
     Redis,
     SparkStandalone,
     free_port,
-    free_ports,
     listening_addresses,
+    listening_ports,
+    listens_on_loopback_only,
 )
 
 # About 12 minutes on 2 idle cores; the limit only bounds a hung run on a busy machine.
@@ -60,6 +62,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 log = logging.getLogger("production-shape")
 DOC = PROJECT / "docs" / "running-at-scale.md"
 JOBS_VENV = JOBS_CLI.parent.parent
+MLFLOW = JOBS_VENV / "bin" / "mlflow"
 SPARK_CLASS = JOBS_VENV / "lib" / "python3.11" / "site-packages" / "pyspark" / "bin" / "spark-class"
 CHECK_SERVICES = in_airflow_env(str(PROJECT / ".venv-airflow" / "bin" / "python"),
                                 "scripts/check_services.py")
@@ -76,11 +79,13 @@ def _step(message: str) -> None:
     log.warning("step: %s", message)
 
 
-def production_settings(database: str, broker: str, api_port: int) -> dict[str, str]:
+def production_settings(database: str, broker: str, api_port: int,
+                        tracking: str) -> dict[str, str]:
     """The environment of every component, variable for variable as docs/running-at-scale.md
     writes it, with this machine's hosts and ports and freshly generated secrets.
 
-    `database`: the metadata DB's URL (`postgresql+psycopg2://...`); `broker`: Redis's URL.
+    `database`: the metadata DB's URL (`postgresql+psycopg2://...`); `broker`: Redis's URL;
+    `tracking`: the MLflow server's URL.
     """
     import secrets
 
@@ -99,20 +104,20 @@ def production_settings(database: str, broker: str, api_port: int) -> dict[str, 
         "AIRFLOW__CORE__PARALLELISM": "2",  # sized for 2 cores
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "1",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+        "MLFLOW_TRACKING_URI": tracking,
     }
 
 
-def celery_parts(log_ports: list[int]) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """One process per component, as the doc lists them; the triggerer and each worker serve
-    their logs on their own port of `log_ports` (three)."""
-    triggerer, *workers = (str(port) for port in log_ports)
-    parts = {"api-server": (["api-server"], {}), "scheduler": (["scheduler"], {}),
-             "dag-processor": (["dag-processor"], {}),
-             "triggerer": (["triggerer"], {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": triggerer})}
-    for number, port in enumerate(workers, 1):
-        parts[f"worker-{number}"] = (
-            ["celery", "worker", "--concurrency", "1", "--celery-hostname", f"worker{number}@%h"],
-            {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": port})
+def celery_parts() -> dict[str, list[str]]:
+    """One process per component, as the doc lists them. Workers and triggerer would serve their
+    logs on every interface (Airflow 3.3 binds its log server to all of them): here they share
+    one log folder with the API server, which reads the files itself (`--skip-serve-logs`)."""
+    parts = {"api-server": ["api-server"], "scheduler": ["scheduler"],
+             "dag-processor": ["dag-processor"], "triggerer": ["triggerer", "--skip-serve-logs"]}
+    for number in (1, 2):
+        parts[f"worker-{number}"] = ["celery", "worker", "--concurrency", "1",
+                                     "--celery-hostname", f"worker{number}@%h",
+                                     "--skip-serve-logs"]
     return parts
 
 
@@ -138,16 +143,42 @@ def _check_services(env: dict[str, str], **override: str) -> subprocess.Complete
                           capture_output=True, text=True, timeout=120)
 
 
+@dataclass
+class Tracking:
+    """PostgreSQL and MLflow's tracking server on its own database there."""
+
+    postgres: Postgres
+    mlflow: MlflowServer
+    home: Path
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, faces_dir) -> Path:
-    """The embedded default's run of DAY: its home (data/, registry/, faces/)."""
-    import os  # DEVONLY
-    if os.environ.get("DEV_REF"):  # DEVONLY
-        return Path(os.environ["DEV_REF"])  # DEVONLY
+def tracking(tmp_path_factory):
+    """PostgreSQL (initdb in a temp folder) and `mlflow server` on its `mlflow` database with a
+    local artifact folder: the registry both the reference and the production shape use, so
+    both score with the same model version (and MLflow run)."""
+    home = tmp_path_factory.mktemp("tracking")
+    postgres = Postgres()
+    server = None
+    try:
+        _step("PostgreSQL (initdb in a temp folder); MLflow server on its own database there")
+        postgres.start()
+        store = postgres.url("mlflow", postgres.create_database("mlflow"), "postgresql")
+        server = MlflowServer(home, MLFLOW, store).start()
+        yield Tracking(postgres, server, home)
+    finally:
+        if server:
+            server.stop()
+        postgres.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(tracking, tmp_path_factory, faces_dir) -> Path:
+    """The embedded default's run of DAY (LocalExecutor, SQLite, Spark `local[*]`): its home."""
     home = tmp_path_factory.mktemp("reference")
     faces = copy_small_faces(faces_dir, home / "faces", FACES)
-    env = scheduler_env(home, faces)
-    _step("reference: a production model v0001 and a simulated day")
+    env = scheduler_env(home, faces, MLFLOW_TRACKING_URI=tracking.mlflow.url)
+    _step("reference: a production model v0001 in MLflow and a simulated day")
     prepare_site(home, faces, env, DAY)
     _step("reference: the daily DAG under the LocalExecutor on SQLite, Spark local[*]")
     site = Airflow(home, env)
@@ -166,21 +197,28 @@ class Shape:
 
     airflow: Airflow
     postgres: Postgres
+    mlflow: MlflowServer
     redis: Redis
     spark: SparkStandalone
     home: Path
     reference: Path
 
+    def versions(self) -> list[dict]:
+        """`checkout-age model list --json` against the shape's registry."""
+        done = subprocess.run([str(JOBS_CLI), "model", "list", "--json"], env=self.airflow.env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout)
+
 
 @pytest.fixture(scope="module")
-def shape(reference, tmp_path_factory):
-    """PostgreSQL, Redis, Spark standalone and the Celery-executor Airflow, same landing zone and
-    registry as the reference."""
+def shape(tracking, reference, tmp_path_factory):
+    """Redis, Spark standalone and the Celery-executor Airflow on the tracking fixture's
+    PostgreSQL, the reference's landing zone and MLflow."""
     home = tmp_path_factory.mktemp("production")
-    shutil.copytree(reference / "registry", home / "registry")
     shutil.copytree(reference / "data" / "landing", home / "data" / "landing")
     (home / "spark").mkdir()
-    postgres, redis = Postgres(), Redis(home)
+    redis = Redis(home)
     from jobs.daily.spark import spark_env
 
     spark = SparkStandalone(home / "spark", SPARK_CLASS,
@@ -188,13 +226,12 @@ def shape(reference, tmp_path_factory):
                              **spark_env(str(JOBS_VENV / "bin" / "python"))})
     airflow = None
     try:
-        _step("PostgreSQL (initdb in a temp folder), Redis, Spark master + worker")
-        postgres.start()
+        _step("Redis, Spark master + worker")
         redis.start()
         spark.start()
-        api_port, *log_ports = free_ports(4)  # at once: none is bound before Airflow starts
-        database = postgres.url("airflow", postgres.create_database("airflow"))
-        settings = production_settings(database, redis.url(), api_port)
+        api_port = free_port()
+        database = tracking.postgres.url("airflow", tracking.postgres.create_database("airflow"))
+        settings = production_settings(database, redis.url(), api_port, tracking.mlflow.url)
         # The doc's standalone sample; the API host is scripts/airflow_env.sh's 127.0.0.1.
         spark_default = {"conn_type": "spark", "host": "spark://127.0.0.1", "port": spark.port}
         env = scheduler_env(home, reference / "faces", AIRFLOW__API__PORT=str(api_port),
@@ -202,22 +239,22 @@ def shape(reference, tmp_path_factory):
         done = _check_services(env)
         assert (done.returncode, done.stderr) == (0, ""), done.stderr
         _step("airflow db migrate; api-server, scheduler, dag-processor, triggerer, 2 workers")
-        airflow = Airflow(home, env, celery_parts(log_ports))
+        airflow = Airflow(home, env, celery_parts())
         airflow.start()
-        yield Shape(airflow, postgres, redis, spark, home, reference)
+        yield Shape(airflow, tracking.postgres, tracking.mlflow, redis, spark, home, reference)
     finally:
         if airflow:
             airflow.stop()
         spark.stop()
         redis.stop()
-        postgres.stop()
 
 
 def test_the_doc_sets_the_variables_this_test_sets():
     block = DOC.read_text().split("## Airflow: PostgreSQL metadata DB and the Celery executor")[1]
     block = block.split("\n## ")[0]
     documented = set(re.findall(r"^export (\w+)=", block, re.M))
-    used = production_settings("postgresql+psycopg2://a:b@h:1/a", "redis://:c@h:2/0", 3)
+    used = production_settings("postgresql+psycopg2://a:b@h:1/a", "redis://:c@h:2/0", 3,
+                               "http://d:5000")
     assert documented == set(used)
 
 
@@ -239,14 +276,21 @@ def test_bad_password_or_unreachable_broker_is_one_line_naming_the_setting(shape
 
 
 def test_servers_listen_on_loopback_and_the_api_needs_a_login(shape):
-    for port in (shape.postgres.port, shape.redis.port, shape.airflow.port, shape.spark.port):
-        assert listening_addresses(port) == LOOPBACK, port
+    for port in (shape.postgres.port, shape.redis.port, shape.airflow.port, shape.spark.port,
+                 shape.mlflow.port):
+        assert listens_on_loopback_only(port), (port, listening_addresses(port))
+    mlflow = psutil.Process(shape.mlflow.process.pid)
+    processes = [shape.redis.process.pid, *(p.pid for p in shape.spark.processes),
+                 mlflow.pid, *(child.pid for child in mlflow.children(recursive=True)),
+                 *(m.pid for name in shape.airflow.processes for m in shape.airflow.family(name))]
+    for port in listening_ports(processes):  # nothing else of theirs is on the network either
+        assert listens_on_loopback_only(port), (port, listening_addresses(port))
     anonymous = requests.get(f"{shape.airflow.url}/api/v2/dags", timeout=30)
     assert anonymous.status_code == 401
 
 
 def test_daily_run_on_celery_and_a_standalone_cluster_equals_the_embedded_default(shape):
-    airflow, registry = shape.airflow, shape.home / "registry"
+    airflow = shape.airflow
     _step("trigger the daily DAG over REST, and the retrain DAG (quick profile) beside it")
     daily = airflow.trigger(DAILY, {"date": DAY})
     retrain = airflow.trigger(RETRAIN, {"profile": "quick", "max_mae": 1.0})
@@ -254,16 +298,15 @@ def test_daily_run_on_celery_and_a_standalone_cluster_equals_the_embedded_defaul
     assert states == {"run": "success", **dict.fromkeys(DAILY_TASKS, "success")}, airflow.logs()
     _assert_same_tables(shape.home / "data", shape.reference / "data")
     apps = shape.spark.completed_apps()
-    assert sorted(apps) == [f"checkout-age-reports-{DAY}", f"checkout-age-score-{DAY}"], apps
+    assert sorted(apps) == ["checkout-age-reports", "checkout-age-score"], apps  # on the cluster
 
     states = airflow.wait_run(RETRAIN, retrain, 1500)
     assert states == {"run": "success", "validate_faces": "success", "train_candidate": "success",
                       "evaluate_candidate": "success", "promote_candidate": "skipped"}, (
         airflow.logs())
-    versions = sorted(p.name for p in (registry / "versions").iterdir() if p.name.startswith("v"))
-    assert versions == ["v0001", "v0002"]  # registered, refused by the gate (max_mae 1.0)
-    alias = json.loads((registry / "aliases" / "production").read_text())
-    assert alias["version"] == "v0001"
+    versions = shape.versions()
+    assert [v["version"] for v in versions] == ["v0001", "v0002"]  # registered in MLflow
+    assert [v["version"] for v in versions if v["production"]] == ["v0001"]  # gate: max_mae 1
 
 
 def _worker_running(airflow: Airflow, script: str) -> str | None:
@@ -320,3 +363,30 @@ def test_faults_worker_killed_postgres_and_scheduler_restarted_nothing_lost(shap
     assert [t["state"] for t in tries] == ["failed", "success"], tries
     assert airflow.tries(DAILY, run, "build_reports")[-1]["try_number"] == 1  # no state lost
     _assert_same_tables(data, shape.reference / "data")
+
+
+def _task_log(airflow: Airflow, run_id: str, task_id: str, attempt: int = 1) -> str:
+    folder = airflow.home / "airflow" / "logs" / f"dag_id={DAILY}" / f"run_id={run_id}"
+    return (folder / f"task_id={task_id}" / f"attempt={attempt}.log").read_text()
+
+
+def test_mlflow_down_when_the_daily_run_starts_fails_fast_and_scores_nothing(shape):
+    airflow = shape.airflow
+    scores = shape.home / "data" / "reports" / "photo_scores" / f"date={DAY}"
+    before = {p.name: p.stat().st_mtime_ns for p in scores.iterdir()}
+    _step("stop the MLflow server, then trigger the daily DAG")
+    shape.mlflow.stop()
+    try:
+        run = airflow.trigger(DAILY, {"date": DAY})
+        started = time.monotonic()
+        airflow.wait(lambda: airflow.task_state(DAILY, run, "resolve_model") in (
+            "up_for_retry", "failed"), 600, "resolve_model to fail")
+        took = time.monotonic() - started
+        message = _task_log(airflow, run, "resolve_model")
+        assert "MLFLOW_TRACKING_URI" in message and shape.mlflow.url in message, message[-3000:]
+        assert took < 180, took  # fails fast: no long client retries
+        assert airflow.task_state(DAILY, run, "score_photos") is None  # never scored
+        assert {p.name: p.stat().st_mtime_ns for p in scores.iterdir()} == before
+        airflow.api("PATCH", f"/dags/{DAILY}/dagRuns/{run}", json={"state": "failed"})
+    finally:
+        shape.mlflow.start()

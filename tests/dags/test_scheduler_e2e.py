@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from airflow_site import PROJECT, Airflow, copy_small_faces, prepare_site, scheduler_env
-from local_services import LOOPBACK, listening_addresses
+from local_services import listening_addresses
 
 # About 5 minutes on 2 idle cores; the waits below only bound a hung run (shared machines are slow).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -44,7 +44,7 @@ def _production(registry: Path) -> str:
 
 
 def test_the_api_server_listens_on_loopback_only(airflow):
-    assert listening_addresses(airflow.port) == LOOPBACK  # 127.0.0.1, nothing else
+    assert listening_addresses(airflow.port) == {"0100007F"}  # 127.0.0.1, nothing else
 
 
 def test_rest_triggered_runs_under_the_real_scheduler(airflow):
