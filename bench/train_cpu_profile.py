@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_model import _machine  # noqa: E402
 from model.config import load_settings  # noqa: E402
-from model.profiles import train_config  # noqa: E402
-from model.train import train_model  # noqa: E402
+from model.training.profiles import train_config  # noqa: E402
+from model.training.train import train_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_cpu_profile.json"
 
@@ -77,7 +77,7 @@ def main() -> None:
     sampler.start()
     started, cpu_started = time.perf_counter(), os.times()
     result = train_model(settings.faces_dir, config, cache_dir=settings.cache_dir,
-                         registry_root=registry, max_mae=settings.gate_max_mae,
+                         registry_store=registry, max_mae=settings.gate_max_mae,
                          tolerance=settings.gate_tolerance,
                          command=f"checkout-age model train --profile {args.profile}",
                          max_minutes=settings.train_max_minutes)

@@ -29,11 +29,12 @@ import numpy as np
 import pandas as pd
 
 from model.config import Settings
-from model.images import decode_face
-from model.metrics import age_metrics
-from model.predict import predict_ages
-from model.profiles import train_config
-from model.train import TimeLimit, accelerator_present, fit_age_model
+from model.data.split import SPLITS
+from model.evaluation.metrics import age_metrics
+from model.serving.images import decode_face
+from model.serving.predict import predict_ages
+from model.training.profiles import train_config
+from model.training.train import TimeLimit, accelerator_present, fit_age_model
 
 
 def load_pack(pack: Path, size: int, limit: int | None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -107,7 +108,7 @@ def main() -> None:
     rows, images = load_pack(args.pack, args.size, args.limit)
     decode_s = time.perf_counter() - started
     ages = rows["real_age"].to_numpy(dtype=np.float32)
-    part = {name: (rows["split"] == name).to_numpy() for name in ("train", "valid", "test")}
+    part = {name: (rows["split"] == name).to_numpy() for name in SPLITS}
     print(f"decoded {len(rows)} images at {args.size} px in {decode_s:.1f} s; "
           f"train {part['train'].sum()}, valid {part['valid'].sum()}, test {part['test'].sum()}; "
           f"device {_device()}", flush=True)

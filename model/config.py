@@ -1,7 +1,7 @@
 """All configuration in one place.
 
-`Settings` is built once from environment variables (`CHECKOUT_AGE_*`, plus `MODEL_REGISTRY`
-and `FACES_DIR`) over the defaults below. This is the only module that reads `os.environ`;
+`Settings` is built once from environment variables (`CHECKOUT_AGE_*`, plus `MODEL_REGISTRY`,
+`MLFLOW_TRACKING_URI` and `FACES_DIR`) over the defaults below. This is the only module that reads `os.environ`;
 everything below a command's entry point takes plain values, not `Settings`.
 """
 
@@ -71,7 +71,10 @@ class Settings:
 
     home: Path = PROJECT_ROOT / "var"
     data_root: str = str(PROJECT_ROOT / "var" / "data")
-    registry_root: Path = PROJECT_ROOT / "var" / "registry"
+    # The MLflow store of runs and versions: the embedded one in this folder (SQLite +
+    # artifacts), unless `tracking_uri` names a shared tracking server (model/lifecycle/store.py).
+    registry_root: Path = PROJECT_ROOT / "var" / "mlflow"
+    tracking_uri: str | None = None
     cache_dir: Path = PROJECT_ROOT / "var" / "cache"
     faces_dir: Path | None = None
     seed: int = 1337
@@ -100,7 +103,7 @@ class Settings:
     score_batch_size: int = 64
     legal_age: int = 18
     challenge_age: int = 25
-    # "Minor" tiers of a flag's calibrated P(age < legal_age) (model/calibration.py, issue 12).
+    # "Minor" tiers of a flag's calibrated P(age < legal_age) (model/evaluation/calibration.py, issue 12).
     likely_minor_p: float = 0.5  # at least this: "likely minor"
     possible_minor_p: float = 0.2  # at least this: "possible minor"; below: "probably adult"
     calibration_coverage: float = 0.8  # central share of the age_low..age_high interval
@@ -110,13 +113,27 @@ class Settings:
     min_match_rate: float = 0.5
     photo_retention_days: int = 30
 
-    # Checkout frames (model/faces.py, docs/frames.md).
+    # Checkout frames (model/serving/faces.py, docs/frames.md).
     photo_format: str = "auto"  # auto | frames | crops: how the score job treats photos
     crop_max_px: int = 400  # auto: a photo no larger than this on both sides is a face crop
     detect_width_px: int = 480  # frames are scaled to this width for face detection
     min_face_px: int = 64  # a customer face narrower than this is quarantined (face_too_small)
     min_face_confidence: float = 0.90  # detections below this are not faces
     max_no_face_rate: float = 0.5  # check-quality fails a day whose frames have no face above it
+
+    @property
+    def registry_store(self) -> str:
+        """What `ModelRegistry` opens: the tracking URI when set, else the embedded folder."""
+        return self.tracking_uri or str(self.registry_root)
+
+    def decode_limits(self) -> dict:
+        """The image decoder's limits (`model.serving.images.open_image` keywords)."""
+        return {"min_side": self.min_side_px, "max_side": self.max_side_px,
+                "max_pixels": self.max_pixels}
+
+    def validation_limits(self) -> dict:
+        """`model.data.dataset.validate_dataset` keyword limits: label ages and the decoder's."""
+        return {"min_age": self.min_age, "max_age": self.max_age, **self.decode_limits()}
 
     def with_overrides(self, **changes: object) -> Settings:
         """Copy with some fields replaced (used by command-line flags)."""
@@ -135,7 +152,8 @@ def load_settings() -> Settings:
     changes: dict[str, object] = {
         "home": home,
         "data_root": _env("CHECKOUT_AGE_DATA_ROOT") or str(home / "data"),
-        "registry_root": Path(_env("MODEL_REGISTRY") or home / "registry"),
+        "registry_root": Path(_env("MODEL_REGISTRY") or home / "mlflow"),
+        "tracking_uri": _env("MLFLOW_TRACKING_URI"),
         "cache_dir": Path(_env("CHECKOUT_AGE_CACHE_DIR") or home / "cache"),
     }
     faces = _env("FACES_DIR")
@@ -176,3 +194,9 @@ def load_settings() -> Settings:
         if raw is not None:
             changes[name] = raw
     return replace(base, **changes)
+
+
+def disable_mlflow_telemetry() -> None:
+    """MLflow 3 sends usage telemetry to the internet unless told not to; this system never
+    calls out (and a machine without internet waits on it), so the default is off."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
