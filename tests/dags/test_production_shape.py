@@ -1,6 +1,7 @@
 """The production shape of docs/running-at-scale.md, run as the doc writes it, on this machine.
 
-PostgreSQL (Airflow's metadata DB and Celery's result backend), Redis (the Celery broker), the
+PostgreSQL (Airflow's metadata DB and Celery's result backend; MLflow's tracking server and model
+registry on its own database there, artifacts in a local folder), Redis (the Celery broker), the
 Celery executor with two worker processes, the API server, scheduler, DAG processor and triggerer
 as separate processes, and a Spark standalone master and worker (the `spark_default` connection):
 each server a throw-away one owned by this module, on a free 127.0.0.1 port, passwords generated.
@@ -16,7 +17,9 @@ the same landed files and the same model. The steps build on each other, in file
    `score_photos` killed with its whole process tree (`kill -9`, a lost machine), PostgreSQL
    restarted between `score_photos` and `build_reports`, the scheduler restarted while
    `build_reports` runs. The run succeeds, `score_photos` took two tries (the second on the
-   other worker) and the tables are identical to the reference again.
+   other worker) and the tables are identical to the reference again;
+5. the MLflow server down when the daily run starts: `resolve_model` fails within seconds with
+   one line naming `MLFLOW_TRACKING_URI`, and nothing is scored.
 
 `make production-shape` runs this module alone and prints each step.
 """
