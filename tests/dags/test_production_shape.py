@@ -166,7 +166,7 @@ def tracking(tmp_path_factory):
     try:
         _step("PostgreSQL (initdb in a temp folder); MLflow server on its own database there")
         postgres.start()
-        store = postgres.url("mlflow", postgres.create_database("mlflow"), "postgresql")
+        store = postgres.url("mlflow", postgres.create_database("mlflow"))  # psycopg2
         server = MlflowServer(home, MLFLOW, store).start()
         yield Tracking(postgres, server, home)
     finally:
