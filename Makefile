@@ -57,7 +57,7 @@ airflow: setup
 
 # The production shape of docs/running-at-scale.md on this machine, printing each step: throw-away
 # PostgreSQL and Redis, the Celery executor with two workers, API server, scheduler, DAG processor
-# and triggerer as separate processes, a Spark standalone cluster, faults (about 12 minutes).
+# and triggerer as separate processes, a Spark standalone cluster, faults. Wall time: bench/bench_production_shape.py.
 production-shape: setup /usr/bin/redis-server postgresql-server
 	.venv-airflow/bin/pytest tests/dags/test_production_shape.py -v -p no:cacheprovider \
 		-o log_cli=true --log-cli-level=WARNING --log-cli-format='%(asctime)s %(message)s'

@@ -59,7 +59,8 @@ from local_services import (
     listens_on_loopback_only,
 )
 
-# About 12 minutes on 2 idle cores; the limit only bounds a hung run on a busy machine.
+# Wall time: bench/bench_production_shape.py (target under 15 min on 2 idle cores); the limit only
+# bounds a hung run on a busy machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 log = logging.getLogger("production-shape")
