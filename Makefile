@@ -7,7 +7,7 @@ FACES_DIR ?= $(abspath ../shared/faces)
 KERAS_HOME ?= $(abspath ../shared/keras)
 export FACES_DIR KERAS_HOME
 
-.PHONY: setup setup-test demo test lint airflow mlflow bench clean
+.PHONY: postgresql-server setup setup-test demo test lint airflow mlflow production-shape bench clean
 
 $(UV):
 	$(PYTHON) -m venv .venv-tools
@@ -31,10 +31,21 @@ setup: .venv/.installed .venv-airflow/.installed
 
 # Headless Chromium for the HTML report's browser test (Debian's package; apt needs root or sudo).
 /usr/bin/chromium:
-	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
 
-setup-test: setup /usr/bin/chromium
+# PostgreSQL and Redis for the production-shape test (Debian's packages). The test starts its own
+# throw-away server of each on a free loopback port; the packages' own services are not used.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+/usr/bin/redis-server:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null
+postgresql-server:
+	$(if $(PG_INITDB),,$(SUDO) apt-get update -qq)
+	$(if $(PG_INITDB),,DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null)
+
+setup-test: setup /usr/bin/chromium /usr/bin/redis-server postgresql-server
 
 demo: setup
 	bash scripts/demo.sh
@@ -51,6 +62,12 @@ MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 mlflow: setup
 	MLFLOW_HOST=$(MLFLOW_HOST) MLFLOW_PORT=$(MLFLOW_PORT) bash scripts/mlflow.sh
+# The production shape of docs/running-at-scale.md on this machine, printing each step: throw-away
+# PostgreSQL and Redis, the Celery executor with two workers, API server, scheduler, DAG processor
+# and triggerer as separate processes, a Spark standalone cluster, faults. Wall time: bench/bench_production_shape.py.
+production-shape: setup /usr/bin/redis-server postgresql-server
+	.venv-airflow/bin/pytest tests/dags/test_production_shape.py -v -p no:cacheprovider \
+		-o log_cli=true --log-cli-level=WARNING --log-cli-format='%(asctime)s %(message)s'
 
 lint: setup
 	.venv/bin/ruff check .

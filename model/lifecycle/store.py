@@ -38,6 +38,24 @@ def is_tracking_uri(store: str | Path) -> bool:
     return bool(_URI.match(text)) and not re.match(r"^[A-Za-z]:[\\/]", text)
 
 
+SERVER_TIMEOUT_S = 10  # a tracking server that does not answer /health this fast is down
+
+
+def _check_server(uri: str) -> None:
+    """UserError naming MLFLOW_TRACKING_URI when the server does not answer: MLflow's client
+    would retry for minutes and end in a traceback, and nothing may be scored meanwhile."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
+            return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"MLFLOW_TRACKING_URI {uri}: the tracking server does not answer "
+                        f"({reason})") from None
+
+
 class MlflowStore:
     """One MLflow tracking + registry store and the experiment our runs go to."""
 
@@ -63,6 +81,8 @@ class MlflowStore:
     def client(self):  # -> mlflow.MlflowClient (not annotated: mlflow is imported lazily)
         """The MLflow client (creates the embedded store on first use)."""
         disable_mlflow_telemetry()
+        if self.tracking_uri.startswith(("http://", "https://")):
+            _check_server(self.tracking_uri)
         with _quiet_mlflow():
             from mlflow import MlflowClient
 
