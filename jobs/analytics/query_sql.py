@@ -42,6 +42,11 @@ class Filters:
     age_group: str | None = None
     cashier: str | None = None
 
+    @property
+    def span(self) -> tuple[dt.date, dt.date]:
+        """`(date_from, date_to)`."""
+        return self.date_from, self.date_to
+
     def describe(self) -> str:
         """Human summary, e.g. `2026-03-01..2026-03-30, store S012`."""
         parts = [f"{self.date_from}..{self.date_to}" if self.date_from != self.date_to
@@ -60,6 +65,12 @@ class Query:
     name: str
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
+    # The dates the query reads: an engine with rollups (jobs.analytics.rollups) may then serve
+    # whole months of it from them. None: every day of each table (probes, extents).
+    span: tuple[dt.date, dt.date] | None = None
+    # The SQL uses `date` only to filter and group rows, so `segment_category` may come as
+    # month rows (`segment_category_month`); days are counted from `{segment_days}`.
+    month_rows: bool = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -129,13 +140,18 @@ def where_clause(filters: Filters, *, store: bool = False, age: bool = False,
     return sql, params
 
 
+# One row per store and day of segment_category: the day's matched receipts. Engines without
+# rollups derive `{segment_days}` from the day rows with this.
+SEGMENT_DAYS_SQL = """SELECT date, store_id, max(all_receipts) AS all_receipts
+FROM {segment_category} GROUP BY date, store_id"""
+
 # Per-scope totals from segment_category, each repeated count de-duplicated per store and day.
 # `scope` is either every selected store together ('*') or one store (store_id).
 _SEGMENT_TOTALS = """
 base AS (SELECT * FROM {{segment_category}} WHERE {where}),
 store_days AS (
-  SELECT {scope} AS scope, date, store_id, max(all_receipts) AS all_receipts
-  FROM base GROUP BY {scope}, date, store_id),
+  SELECT {scope} AS scope, date, store_id, all_receipts
+  FROM {{segment_days}} WHERE {where}),
 store_totals AS (
   SELECT scope, sum(all_receipts) AS all_receipts, count(DISTINCT date) AS days,
          count(DISTINCT store_id) AS stores
@@ -198,7 +214,7 @@ SELECT {"scope AS store_id, " if by_store else ""}age_group, category, receipts,
        {support} AS support, {confidence} AS confidence, {lift} AS lift, days, stores
 FROM segment_rows
 ORDER BY {"store_id, " if by_store else ""}{AGE_ORDER}, lift DESC NULLS LAST, category"""
-    return Query("segments", sql, params)
+    return Query("segments", sql, params, span=filters.span, month_rows=True)
 
 
 def recommendations_query(
@@ -247,7 +263,7 @@ SELECT age_group, kind, rank, item_id, item_name, category, receipts, segment_re
        item_receipts, all_receipts, support, confidence, lift, days_listed, days
 FROM ranked WHERE rank <= $top_n
 ORDER BY {AGE_ORDER}, kind, rank"""
-    return Query("recommendations", sql, params)
+    return Query("recommendations", sql, params, span=filters.span, month_rows=True)
 
 
 def compliance_query(filters: Filters) -> Query:
@@ -272,7 +288,7 @@ FROM {{compliance}} WHERE {where}
 GROUP BY store_id, cashier_id, challenge_age
 ORDER BY expected_minor_sales DESC NULLS LAST, flagged DESC, flag_rate DESC NULLS LAST, store_id,
          cashier_id, challenge_age"""
-    return Query("compliance", sql, params)
+    return Query("compliance", sql, params, span=filters.span)
 
 
 MINOR_TIERS = ("likely minor", "possible minor", "probably adult", "no calibration")
@@ -300,7 +316,7 @@ def flags_query(filters: Filters, *, likely_p: float = Settings.likely_minor_p,
        model_version, restricted_units, restricted_revenue_rub, challenge_age
 FROM {{compliance_flags}} WHERE {where}
 ORDER BY p_under_legal_age DESC NULLS LAST, date, store_id, closed_at, receipt_id"""
-    return Query("flags", sql, params)
+    return Query("flags", sql, params, span=filters.span)
 
 
 QUALITY_COUNTS = (
@@ -320,7 +336,7 @@ def quality_query(filters: Filters) -> Query:
        age_group_counts
 FROM {{run_quality}} WHERE {where}
 ORDER BY date"""
-    return Query("quality", sql, params)
+    return Query("quality", sql, params, span=filters.span)
 
 
 # Quarantine reasons of the face detector (`model.faces`): frames it looked at and rejected.

@@ -29,7 +29,7 @@ def _fields(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
 @pytest.mark.slow
 def test_the_jobs_write_every_contract_table_and_nothing_else(reported_day):
     written = {path.name for path in (reported_day.root / "reports").iterdir()}
-    assert written == set(contract.SCHEMAS)
+    assert written == set(contract.TABLES)
 
 
 @pytest.mark.slow
