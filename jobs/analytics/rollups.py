@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +32,6 @@ from jobs.contract import (
     SEGMENT_CATEGORY,
     SEGMENT_CATEGORY_MONTH,
     SEGMENT_DAYS,
-    STAGING_PREFIX,
     is_local,
     rollup_relpath,
 )
@@ -171,31 +169,13 @@ ORDER BY store_id, age_group, category"""
     return f"SELECT {_select(rollup)} FROM base ORDER BY {order}"
 
 
-def _write_atomically(root: str, rollup: str, month: str, con: duckdb.DuckDBPyConnection,
-                      sql: str, sources: dict) -> Path:
-    import pyarrow.parquet as pq
+def _write(root: str, rollup: str, month: str, con: duckdb.DuckDBPyConnection, sql: str,
+           sources: dict) -> Path:
+    from jobs.daily.local_partition import replace_partition_dir
 
-    from jobs.daily.storage import _exchange  # the partition swap the daily jobs use
-
-    base = Path(root) / "rollups" / rollup
-    final = base / f"month={month}"
-    staged = base / f"{STAGING_PREFIX}{month}-{uuid.uuid4().hex[:8]}"
-    staged.mkdir(parents=True)
-    try:
-        table = con.sql(sql).to_arrow_table().cast(ROLLUP_SCHEMAS[rollup])
-        pq.write_table(table, staged / "part-0.parquet")
-        (staged / ROLLUP_SOURCES).write_text(json.dumps(sources, sort_keys=True) + "\n",
-                                             encoding="utf-8")
-        if final.exists() and _exchange(str(staged), str(final)):
-            shutil.rmtree(staged)  # the old month, swapped out in one step
-        else:
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(staged, final)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged)
-    return final
+    table = con.sql(sql).to_arrow_table().cast(ROLLUP_SCHEMAS[rollup])
+    return replace_partition_dir(Path(root) / rollup_relpath(rollup, month), table,
+                                 {ROLLUP_SOURCES: json.dumps(sources, sort_keys=True) + "\n"})
 
 
 def build_month(root: str, table: str, month: str) -> list[str]:
@@ -224,7 +204,7 @@ def build_month(root: str, table: str, month: str) -> list[str]:
         "true, hive_types = {'date': DATE}, union_by_name = true)")
     written = []
     for rollup in OUTPUTS[table]:
-        _write_atomically(root, rollup, month, con, rollup_sql(rollup, month), sources)
+        _write(root, rollup, month, con, rollup_sql(rollup, month), sources)
         written.append(rollup)
     con.close()
     return written
