@@ -8,7 +8,8 @@ whole weeks, so every weekday weighs the same). Two statistics, chosen by measur
 - age: the population stability index over 5-year bins of `age_pred_years`,
   PSI = sum((p - q) * ln(p / q)), each bin's count + 0.5 so an empty bin stays finite. It is an
   effect size (how far the mix moved), so busy lanes do not alarm on shifts too small to matter,
-  as a p-value test (chi-square, Kolmogorov-Smirnov) does at thousands of photos;
+  as a pure p-value test (chi-square, Kolmogorov-Smirnov) does at thousands of photos; and it must
+  exceed its own sampling noise too (`PSI_NOISE_CHI2`), so quiet lanes do not alarm on chance;
 - no-face rate: how many standard errors the day's rate lies above the window's
   (z of two proportions), for frames only (face crops have no detector verdict).
 
@@ -32,6 +33,10 @@ from jobs.contract import AGE_DRIFT, SCHEMAS, parse_date, partition_dir
 
 AGE_BIN_YEARS = 5
 AGE_BINS = 20  # 0-5, 5-10, ..., 95+
+# n_eff * PSI of two samples of one distribution is about chi-square with AGE_BINS - 1 = 19
+# degrees of freedom; its 99.9 % quantile is 43.82. A day's PSI must exceed that noise level
+# (n_eff = n m / (n + m)) as well as `max_psi`: a quiet lane's 100 photos alone give PSI ~0.2.
+PSI_NOISE_CHI2 = 43.82
 STATISTIC = "age PSI (5-year bins); no-face z"
 FACE_REASONS = ("no_face", "face_too_small", "detection_failed")
 
@@ -98,8 +103,10 @@ def judge(key: tuple[str, int | None], day: np.ndarray, reference: np.ndarray,
                          f"the {reference_days} reference days (minimum {limits.min_photos})")
     else:
         row["age_psi"] = psi(day, reference)
-        if row["age_psi"] > limits.max_psi:
-            reasons.append(f"age PSI {row['age_psi']:.3f} > {limits.max_psi} (median "
+        row["threshold"] = max(limits.max_psi,
+                               PSI_NOISE_CHI2 * (photos + ref_photos) / (photos * ref_photos))
+        if row["age_psi"] > row["threshold"]:
+            reasons.append(f"age PSI {row['age_psi']:.3f} > {row['threshold']:.3f} (median "
                            f"{row['reference_age_p50']:.0f} -> {row['age_pred_p50']:.0f} years)")
     if n_frames >= limits.min_photos and ref_frames >= limits.min_photos:
         row["no_face_z"] = no_face_z(no_face, n_frames, ref_no_face, ref_frames)
