@@ -89,7 +89,7 @@ def check_root(root: str | Path) -> str:
 
 
 _DUCKDB_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "int64": "BIGINT",
-                 "double": "DOUBLE", "timestamp[us, tz=UTC]": "TIMESTAMPTZ"}
+                 "double": "DOUBLE", "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "bool": "BOOLEAN"}
 _DAY_FILES = "hive_partitioning = true, hive_types = {'date': DATE}, union_by_name = true"
 
 

@@ -388,3 +388,59 @@ def quarantine_reasons_query(filters: Filters, table: str) -> Query:
 FROM {{{table}}} WHERE {where}
 GROUP BY {source}, reason ORDER BY source, quarantined DESC, reason"""
     return Query(f"{table}_reasons", sql, params)
+
+
+# -- the period report (jobs/analytics/period_report.py) -------------------------------------------
+
+
+def compliance_by_day_query(filters: Filters) -> Query:
+    """Chain-wide restricted sales, photos, flags and expected sales to minors per day."""
+    where, params = where_clause(filters, store=True)
+    sql = f"""SELECT CAST(date AS STRING) AS date, sum(restricted_receipts) AS restricted_receipts,
+       sum(with_photo) AS with_photo, sum(flagged) AS flagged,
+       sum(with_probability) AS with_probability,
+       sum(expected_minor_sales) AS expected_minor_sales
+FROM {{compliance}} WHERE {where}
+GROUP BY date ORDER BY date"""
+    return Query("compliance_by_day", sql, params, span=filters.span)
+
+
+def store_ages_query(filters: Filters) -> Query:
+    """Per store over the range: matched receipts per age group and in all (de-duplicated)."""
+    ctes, params = _segment_ctes(filters, by_store=True)
+    sql = f"""WITH {ctes}
+SELECT s.scope AS store_id, s.age_group, s.segment_receipts, t.all_receipts, t.days
+FROM segment_totals s JOIN store_totals t ON t.scope = s.scope
+ORDER BY store_id, {AGE_ORDER.replace("age_group", "s.age_group")}"""
+    return Query("store_ages", sql, params, span=filters.span, month_rows=True)
+
+
+def compliance_by_store_query(filters: Filters) -> Query:
+    """Per store over the range: restricted sales, photos, flags; flag_rate from the sums."""
+    where, params = where_clause(filters, store=True)
+    sql = f"""SELECT store_id, sum(restricted_receipts) AS restricted_receipts,
+       sum(with_photo) AS with_photo, sum(flagged) AS flagged,
+       CAST(sum(flagged) AS DOUBLE) / NULLIF(sum(with_photo), 0) AS flag_rate,
+       sum(with_probability) AS with_probability,
+       sum(expected_minor_sales) AS expected_minor_sales
+FROM {{compliance}} WHERE {where}
+GROUP BY store_id ORDER BY store_id"""
+    return Query("compliance_by_store", sql, params, span=filters.span)
+
+
+def drift_query(filters: Filters) -> Query:
+    """Per day: store and lane rows judged, alarms, rows without a verdict; plus every alarm.
+
+    One row per alarm (`alarm` true) and one summary row per day (`alarm` NULL).
+    """
+    where, params = where_clause(filters, store=True)
+    sql = f"""SELECT CAST(date AS STRING) AS date, store_id, lane_id, alarm, reason, age_psi,
+       threshold, no_face_rate, reference_no_face_rate, CAST(NULL AS BIGINT) AS rows_judged,
+       CAST(NULL AS BIGINT) AS no_verdict
+FROM {{age_drift}} WHERE {where} AND alarm
+UNION ALL
+SELECT CAST(date AS STRING), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*),
+       count_if(NOT alarm AND reason IS NOT NULL)
+FROM {{age_drift}} WHERE {where} GROUP BY date
+ORDER BY date, alarm NULLS FIRST, store_id, lane_id NULLS FIRST"""
+    return Query("drift", sql, params)
