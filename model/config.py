@@ -114,8 +114,8 @@ class Settings:
     # Drift alarms (jobs/daily/drift.py, bench/results/bench_drift.json).
     drift_reference_days: int = 28  # the trailing window a day is compared with
     drift_min_photos: int = 100  # fewer scored photos on the day or in the window: no verdict
-    drift_max_psi: float = 0.25  # age PSI above this (the usual "significant shift" level)
-    drift_max_no_face_z: float = 5.0  # no-face rate this many standard errors above the window
+    drift_max_psi: float = 0.15  # age PSI above this (and above its sampling noise) alarms
+    drift_max_no_face_z: float = 4.0  # no-face rate this many standard errors above the window
 
     # Checkout frames (model/faces.py, docs/frames.md).
     photo_format: str = "auto"  # auto | frames | crops: how the score job treats photos

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from jobs.contract import AGE_DRIFT, SCHEMAS, parse_date, partition_dir
+from model.config import Settings
 
 AGE_BIN_YEARS = 5
 AGE_BINS = 20  # 0-5, 5-10, ..., 95+
@@ -45,9 +46,9 @@ FACE_REASONS = ("no_face", "face_too_small", "detection_failed")
 class DriftLimits:
     """Thresholds of a drift verdict (Settings drift_*)."""
 
-    min_photos: int = 100
-    max_psi: float = 0.25
-    max_no_face_z: float = 5.0
+    min_photos: int = Settings.drift_min_photos
+    max_psi: float = Settings.drift_max_psi
+    max_no_face_z: float = Settings.drift_max_no_face_z
 
 
 def psi(day: np.ndarray, reference: np.ndarray) -> float:
