@@ -15,6 +15,7 @@ is an empty result.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
@@ -208,6 +209,17 @@ class DuckDBEngine:
         columns = [d[0] for d in cursor.description]
         return Result(query.name, columns, cursor.fetchall(), notes)
 
+    def missing_days(self, table: str, date_from: dt.date, date_to: dt.date) -> list[str]:
+        """Days of the range without a `table` partition (local roots; [] elsewhere)."""
+        if self.root.startswith("s3://"):
+            return []
+        from jobs.analytics.rollups import list_days
+
+        present = set(list_days(self.root, table))
+        span = (date_to - date_from).days + 1
+        return [day for i in range(span)
+                if (day := (date_from + dt.timedelta(days=i)).isoformat()) not in present]
+
     def _raise_missing(self, tables: tuple[str, ...]) -> None:
         for table in dict.fromkeys(SEGMENT_CATEGORY if t == SEGMENT_DAYS else t for t in tables):
             found = self.con.execute("SELECT count(*) FROM glob(?)", [self.glob(table)]).fetchone()
@@ -257,6 +269,12 @@ def run_query(engine: Engine, name: str, filters: Filters, **options: Any) -> Re
         result.notes.append(f"no rows match {filters.describe()}")
     elif name == "quality" and not options.get("by_lane"):
         result = add_quality_total(result)
+    missing = getattr(engine, "missing_days", None)
+    gaps = missing(ANCHOR_TABLE[name], filters.date_from, filters.date_to) if missing else []
+    if gaps and result.rows:  # reported, never skipped silently
+        shown = ", ".join(gaps[:10]) + (f" and {len(gaps) - 10} more" if len(gaps) > 10 else "")
+        result.notes.append(f"{len(gaps)} of {(filters.date_to - filters.date_from).days + 1} "
+                            f"days have no {ANCHOR_TABLE[name]} data (not counted): {shown}")
     if name == "recommendations" and filters.date_from != filters.date_to:
         result.notes.append(
             "product rows pool the days each product was in that day's top list "

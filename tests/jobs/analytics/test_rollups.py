@@ -149,3 +149,16 @@ def test_spark_reads_the_rollup_layout(root, spark):
     # Flags: DAY1 has 3, DAY2 2; Feb = one DAY2, March = 2 x DAY1 + 2 x DAY2, April = both.
     assert flags.where("month = '2026-03'").count() == 10
     assert flags.count() == 2 + 10 + 5
+
+
+def test_days_without_data_in_a_range_are_reported(root, capsys):
+    from jobs.cli.main import main
+
+    result = run_query(DuckDBEngine(root), "compliance", make_filters("2026-03-01", "2026-03-05"))
+    # March 1 and 2 have reports; 3, 4 and 5 do not.
+    assert ("3 of 5 days have no compliance data (not counted): 2026-03-03, 2026-03-04, "
+            "2026-03-05") in result.notes
+    assert main(["query", "quality", "--from", "2026-03-01", "--to", "2026-03-03", "--root",
+                 str(root), "--format", "csv"]) == 0
+    assert ("note: 1 of 3 days have no run_quality data (not counted): 2026-03-03"
+            in capsys.readouterr().err)
