@@ -162,3 +162,21 @@ def test_days_without_data_in_a_range_are_reported(root, capsys):
                  str(root), "--format", "csv"]) == 0
     assert ("note: 1 of 3 days have no run_quality data (not counted): 2026-03-03"
             in capsys.readouterr().err)
+
+
+def test_the_rollup_command_rebuilds_stale_months_only(root, capsys):
+    from jobs.cli.main import main
+
+    assert main(["rollup", "--date", "2026-03-15", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "built segment_category 2026-03\n" in out and "2026-04" not in out
+    assert out.endswith("rollups for 2026-03-15: 5 rebuilt, 0 fresh\n")  # 5 source tables
+    assert main(["rollup", "--from", "2026-03-01", "--to", "2026-04-30", "--root",
+                 str(root)]) == 0
+    assert capsys.readouterr().out.endswith("rollups for 2026-03-01..2026-04-30: 5 rebuilt, "
+                                            "5 fresh\n")  # April built, March untouched
+    assert main(["rollup", "--root", str(root)]) == 2
+    assert "give --date D (its month) or --from D1" in capsys.readouterr().err
+    assert main(["rollup", "--from", "2026-04-30", "--to", "2026-03-01", "--root",
+                 str(root)]) == 2
+    assert "--to 2026-03-01 is before --from 2026-04-30" in capsys.readouterr().err
