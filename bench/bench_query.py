@@ -370,6 +370,8 @@ def main() -> None:
     parser.add_argument("--stores", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--photos-per-store", type=int, default=1700)
+    parser.add_argument("--days-repeats", type=int,
+                        help="repeats of the runs from the day partitions (default --repeats)")
     parser.add_argument("--root", type=Path, help="keep the generated data here")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--spark", action="store_true", help="also time the Spark engine once")
@@ -388,9 +390,10 @@ def main() -> None:
     shutil.rmtree(root / "rollups", ignore_errors=True)
     load_start = os.getloadavg()[0]
     print("from the day partitions, in process (fresh DuckDB connection each run):")
-    days_in_process, days_answers = _in_process(root, first, last, args.repeats, False)
+    days_repeats = args.days_repeats or args.repeats
+    days_in_process, days_answers = _in_process(root, first, last, days_repeats, False)
     print("from the day partitions, whole command (subprocess wall time):")
-    days_cli = _cli(root, first, last, args.repeats)
+    days_cli = _cli(root, first, last, days_repeats)
     started = time.perf_counter()
     from jobs.analytics.rollups import refresh
 
@@ -413,7 +416,7 @@ def main() -> None:
                  "reports": _sizes(root, "reports"), "rollups": _sizes(root, "rollups"),
                  "rollups_built_s": rollup_s},
         "repeats": args.repeats,
-        "from_days": {"query_in_process": days_in_process, "cli_wall": days_cli},
+        "from_days": {"repeats": days_repeats,"query_in_process": days_in_process, "cli_wall": days_cli},
         "query_in_process": in_process,
         "cli_wall": cli,
         "identical_figures_rollups_vs_days": identical,

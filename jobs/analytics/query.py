@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from jobs.analytics import query_sql as q
 from jobs.analytics.query_sql import Filters, Query, make_filters
 from jobs.contract import (
+    AGE_DRIFT,
     COMPACTED,
     SCHEMAS,
     SEGMENT_CATEGORY,
@@ -224,9 +225,10 @@ class DuckDBEngine:
         for table in dict.fromkeys(SEGMENT_CATEGORY if t == SEGMENT_DAYS else t for t in tables):
             found = self.con.execute("SELECT count(*) FROM glob(?)", [self.glob(table)]).fetchone()
             if not found or found[0] == 0:
+                step = "`checkout-age drift`" if table == AGE_DRIFT else "the daily reports job"
                 raise UserError(
                     f"no report data: {table_dir(self.root, table)} has no date=* partitions "
-                    "(has the daily reports job run for this root?)"
+                    f"(has {step} run for this root?)"
                 )
 
 
