@@ -269,6 +269,8 @@ CLI = [
 
 
 def _median_time(fn, repeats: int) -> dict[str, float]:
+    if repeats == 0:
+        return {}
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -292,7 +294,9 @@ def _in_process(root: Path, first: str, last: str, repeats: int,
         answers[label] = result.rows if hasattr(result, "rows") else str(result)
         out[label] = {**_median_time(once, repeats),
                       "rows": len(result.rows) if hasattr(result, "rows") else str(result)}
-        print(f"  {label:38s} {out[label]['median_s'] * 1000:7.1f} ms  ({out[label]['rows']})")
+        if repeats:
+            print(f"  {label:38s} {out[label]['median_s'] * 1000:7.1f} ms  "
+                  f"({out[label]['rows']})")
     return out, answers
 
 
@@ -370,6 +374,8 @@ def main() -> None:
     parser.add_argument("--stores", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--photos-per-store", type=int, default=1700)
+    parser.add_argument("--keep-days-results", action="store_true",
+                        help="reuse the day-partition figures of --out (time the rollups only)")
     parser.add_argument("--days-repeats", type=int,
                         help="repeats of the runs from the day partitions (default --repeats)")
     parser.add_argument("--root", type=Path, help="keep the generated data here")
@@ -391,9 +397,17 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     print("from the day partitions, in process (fresh DuckDB connection each run):")
     days_repeats = args.days_repeats or args.repeats
-    days_in_process, days_answers = _in_process(root, first, last, days_repeats, False)
-    print("from the day partitions, whole command (subprocess wall time):")
-    days_cli = _cli(root, first, last, days_repeats)
+    earlier = json.loads(args.out.read_text()) if args.keep_days_results else None
+    if earlier:  # the answers from the days are recomputed once, for the comparison
+        days_in_process, days_answers = _in_process(root, first, last, 0, False)
+        days_in_process = earlier["from_days"]["query_in_process"]
+        days_cli = earlier["from_days"]["cli_wall"]
+        days_repeats = earlier["from_days"]["repeats"]
+        load_start = earlier["machine"]["load_average_1m"][0]
+    else:
+        days_in_process, days_answers = _in_process(root, first, last, days_repeats, False)
+        print("from the day partitions, whole command (subprocess wall time):")
+        days_cli = _cli(root, first, last, days_repeats)
     started = time.perf_counter()
     from jobs.analytics.rollups import refresh
 

@@ -134,7 +134,8 @@ class DuckDBEngine:
         import duckdb
 
         self.root = check_root(root)
-        self.use_rollups = use_rollups and not self.root.startswith("s3://")
+        self.local = not self.root.startswith("s3://")
+        self.use_rollups = use_rollups and self.local
         self.con = con if con is not None else duckdb.connect()
         if self.root.startswith("s3://"):
             try:
@@ -160,15 +161,17 @@ class DuckDBEngine:
         plans: dict[str, rollups.TablePlan] = {}
         for table in query.tables:
             source = SEGMENT_CATEGORY if table == SEGMENT_DAYS else table
-            wanted = source in COMPACTED or (source == SEGMENT_CATEGORY and query.month_rows)
-            if not (self.use_rollups and query.span and wanted):
+            months = source in COMPACTED or (source == SEGMENT_CATEGORY and query.month_rows)
+            # A span on a local root: only the range's files are opened (rollups or not).
+            if not (self.local and query.span and source in SCHEMAS):
                 values[f"src_{source}"] = self.glob(source)
                 sources[table] = (_duckdb_source(table) if table != SEGMENT_DAYS else
                                   "(" + q.SEGMENT_DAYS_SQL.format(
                                       segment_category=_duckdb_source(SEGMENT_CATEGORY)) + ")")
                 continue
             if source not in plans:
-                plans[source] = rollups.plan_table(self.root, source, *query.span)
+                plans[source] = rollups.plan_table(self.root, source, *query.span,
+                                                   use_rollups=self.use_rollups and months)
                 if not plans[source].days_total:
                     self._raise_missing((source,))
                 notes += [f"the {source} rollup of {month} is older than its day partitions: "

@@ -366,7 +366,7 @@ SELECT store_id, lane_id, count(*) AS frames,
        CAST(median(face_w) AS DOUBLE) AS median_face_px
 FROM frames GROUP BY store_id, lane_id
 ORDER BY no_face_rate DESC, store_id, lane_id"""
-    return Query("lane_quality", sql, params)
+    return Query("lane_quality", sql, params, span=filters.span)
 
 
 def age_distribution_query(filters: Filters) -> Query:
@@ -375,7 +375,7 @@ def age_distribution_query(filters: Filters) -> Query:
     sql = f"""SELECT store_id, age_group, count(*) AS photos
 FROM {{photo_scores}} WHERE {where}
 GROUP BY store_id, age_group ORDER BY store_id, {AGE_ORDER}"""
-    return Query("age_distribution", sql, params)
+    return Query("age_distribution", sql, params, span=filters.span)
 
 
 def quarantine_reasons_query(filters: Filters, table: str) -> Query:
@@ -387,7 +387,7 @@ def quarantine_reasons_query(filters: Filters, table: str) -> Query:
     sql = f"""SELECT {source} AS source, reason, count(*) AS quarantined
 FROM {{{table}}} WHERE {where}
 GROUP BY {source}, reason ORDER BY source, quarantined DESC, reason"""
-    return Query(f"{table}_reasons", sql, params)
+    return Query(f"{table}_reasons", sql, params, span=filters.span)
 
 
 # -- the period report (jobs/analytics/period_report.py) -------------------------------------------
@@ -443,4 +443,4 @@ SELECT CAST(date AS STRING), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, cou
        count_if(NOT alarm AND reason IS NOT NULL)
 FROM {{age_drift}} WHERE {where} GROUP BY date
 ORDER BY date, alarm NULLS FIRST, store_id, lane_id NULLS FIRST"""
-    return Query("drift", sql, params)
+    return Query("drift", sql, params, span=filters.span)

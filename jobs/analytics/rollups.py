@@ -106,13 +106,18 @@ def read_sources(root: str, rollup: str, month: str) -> dict | None:
         return None
 
 
-def plan_table(root: str, table: str, date_from: dt.date, date_to: dt.date) -> TablePlan:
-    """Fresh rollup months fully inside the range, and the day files of every other day in it."""
+def plan_table(root: str, table: str, date_from: dt.date, date_to: dt.date, *,
+               use_rollups: bool = True) -> TablePlan:
+    """Fresh rollup months fully inside the range, and the day files of every other day in it.
+
+    A table without rollups (or `use_rollups` False) gets the day files of the range only.
+    """
     days = list_days(root, table)
     plan = TablePlan(table, days_total=len(days))
     in_range = sorted(d for d in days if date_from.isoformat() <= d <= date_to.isoformat())
     covered: set[str] = set()
-    for month in sorted({d[:7] for d in in_range}):
+    months = sorted({d[:7] for d in in_range}) if use_rollups and table in OUTPUTS else []
+    for month in months:
         first, last = month_days(month)
         if first < date_from or last > date_to:
             continue

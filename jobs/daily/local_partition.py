@@ -18,6 +18,9 @@ import pyarrow.parquet as pq
 
 from jobs.contract import STAGING_PREFIX
 
+# Row groups this small let a reader skip most of a store-sorted month file for one store.
+ROW_GROUP_ROWS = 65_536
+
 
 def replace_partition_dir(final: Path, table: pa.Table, extra: dict[str, str] | None = None
                           ) -> Path:
@@ -36,7 +39,7 @@ def replace_partition_dir(final: Path, table: pa.Table, extra: dict[str, str] | 
     staged = final.parent / f"{STAGING_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
     staged.mkdir()
     try:
-        pq.write_table(table, staged / "part-0.parquet")
+        pq.write_table(table, staged / "part-0.parquet", row_group_size=ROW_GROUP_ROWS)
         for name, text in (extra or {}).items():
             (staged / name).write_text(text, encoding="utf-8")
         if final.exists() and _exchange(str(staged), str(final)):
