@@ -10,9 +10,16 @@ Every task reads and replaces only that day's partitions: reruns, catch-up and b
    `production`); `run_quality.model_version` records it.
 3. `score_photos`, `build_reports`: Spark jobs; master and settings come from the `spark_default`
    connection (a cluster needs no code change).
-4. `check_quality`: fails the run when counts do not add up or the match rate is below the floor.
-5. `render_report`: the day's self-contained HTML report (`ROOT/html/report-ds.html`, no images).
-6. `apply_retention`: deletes landing photos older than `photo_retention_days` before `ds`.
+4. `detect_drift`: the day's ages and no-face rate per store and lane vs the 28 days before
+   (`age_drift`).
+5. `check_quality`: fails the run when counts do not add up or the match rate is below the floor;
+   drift alarms are printed as warnings.
+6. `minimise_photos`: deletes the day's photos not tied to a flagged restricted sale (setting
+   `photo_minimisation`); the day can then not be scored again.
+7. `build_rollups`: rebuilds the monthly rollups of `ds`'s month (queries over a year stay fast).
+8. `render_report`: the day's HTML report (`ROOT/html/report-ds.html`) and the week-to-date one
+   (`report-MONDAY..ds.html`), self-contained, no images.
+9. `apply_retention`: deletes landing photos older than `photo_retention_days` before `ds`.
 
 Manual trigger Params: `date` (another day than the logical date), `model_version`.
 Data root: Variable `checkout_age_data_root` (env `AIRFLOW_VAR_CHECKOUT_AGE_DATA_ROOT`).
@@ -92,11 +99,19 @@ with DAG(
         name=f"checkout-age-reports-{RUN_DATE}",
         **SPARK,
     )
+    detect_drift = BashOperator(task_id="detect_drift", bash_command=f"{CLI} drift {DAY}")
     check_quality = BashOperator(
         task_id="check_quality", bash_command=f"{CLI} check-quality {DAY} --model-version {MODEL}"
     )
-    render_report = BashOperator(task_id="render_report", bash_command=f"{CLI} report html {DAY}")
+    minimise_photos = BashOperator(task_id="minimise_photos",
+                                   bash_command=f"{CLI} minimise-photos {DAY}")
+    build_rollups = BashOperator(task_id="build_rollups", bash_command=f"{CLI} rollup {DAY}")
+    render_report = BashOperator(
+        task_id="render_report",
+        bash_command=f"{CLI} report html {DAY} && {CLI} report html {DAY} --week-to-date",
+    )
     apply_retention = BashOperator(task_id="apply_retention", bash_command=f"{CLI} retention {DAY}")
 
-    wait_for_landing >> resolve_model >> score_photos >> build_reports >> check_quality
-    check_quality >> render_report >> apply_retention
+    wait_for_landing >> resolve_model >> score_photos >> build_reports >> detect_drift
+    detect_drift >> check_quality >> minimise_photos >> build_rollups >> render_report
+    render_report >> apply_retention

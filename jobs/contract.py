@@ -11,6 +11,8 @@ Layout of a data root (a local path or an `s3a://` URI):
     ROOT/ground_truth/date=D/   simulator only: true ages, for tests and evaluation
     ROOT/reports/<table>/date=D/part-*.parquet   one partition per table and day
     ROOT/reports/<table>/_tmp-D-*, _old-D-*      a replacement in flight (never read)
+    ROOT/rollups/<rollup>/month=YYYY-MM/part-0.parquet + _sources.json
+                                one partition per rollup and month, rebuilt from the days
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ COMPLETE_MARKER = "_COMPLETE"  # landing day fully written (JSON with the files'
 PURGED_MARKER = "_PHOTOS_PURGED"  # retention deleted this landing day's photos (receipts stay)
 STAGING_PREFIX = "_tmp-"  # a partition being written: `_tmp-D-<run>`
 ASIDE_PREFIX = "_old-"  # the replaced partition, deleted once the new one is in: `_old-D-<run>`
+# Photo minimisation deleted this landing day's photos not tied to a flagged restricted sale.
+MINIMISED_MARKER = "_PHOTOS_MINIMISED"
+ROLLUP_SOURCES = "_sources.json"  # in a rollup month: the day partitions it was built from
 
 # -- tables ----------------------------------------------------------------------------------------
 _S, _I, _L, _D = pa.string(), pa.int32(), pa.int64(), pa.float64()
@@ -43,6 +48,7 @@ RECOMMENDATIONS = "recommendations"
 COMPLIANCE = "compliance"
 COMPLIANCE_FLAGS = "compliance_flags"
 RUN_QUALITY = "run_quality"
+AGE_DRIFT = "age_drift"
 
 # run_quality's count columns, and the identities they obey (total = part + part).
 RUN_QUALITY_COUNTS = (
@@ -124,11 +130,49 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("match_window_s", _I),
         ("challenge_age", _I),
     ]),
+    AGE_DRIFT: pa.schema([
+        ("store_id", _S), ("lane_id", _I), ("photos", _L), ("reference_photos", _L),
+        ("reference_days", _I), ("age_psi", _D), ("age_pred_p50", _D),
+        ("reference_age_p50", _D), ("frames", _L), ("no_face_rate", _D),
+        ("reference_no_face_rate", _D), ("no_face_z", _D), ("alarm", pa.bool_()),
+        ("statistic", _S), ("threshold", _D), ("reason", _S),
+    ]),
 }
-TABLES: tuple[str, ...] = tuple(SCHEMAS)
+# Written by the two Spark jobs; age_drift is written by the drift step after them.
+TABLES: tuple[str, ...] = tuple(name for name in SCHEMAS if name != AGE_DRIFT)
+
+# -- rollups ---------------------------------------------------------------------------------------
+# Monthly tables the analysts' queries read instead of a month's day partitions (identical
+# figures, a fraction of the rows and files). Each is rebuilt from its source table's days; its
+# `_sources.json` lists the day files it was built from, and a reader uses a month only while
+# those are unchanged. `date` is a column here (the day, or the month's first day for
+# `segment_category_month`), `month=YYYY-MM` the Hive partition.
+_DAY = pa.date32()
+SEGMENT_CATEGORY_MONTH = "segment_category_month"
+SEGMENT_DAYS = "segment_days"
+# Rollups that are a month's rows of a daily table, compacted into one file sorted by store.
+COMPACTED: tuple[str, ...] = (RECOMMENDATIONS, COMPLIANCE, COMPLIANCE_FLAGS, RUN_QUALITY)
+ROLLUP_SOURCE: dict[str, str] = {
+    SEGMENT_CATEGORY_MONTH: SEGMENT_CATEGORY, SEGMENT_DAYS: SEGMENT_CATEGORY,
+    **{table: table for table in COMPACTED},
+}
+ROLLUP_SCHEMAS: dict[str, pa.Schema] = {
+    # Per month, store, age group and category: the cell counts summed over the month's days;
+    # segment_*, category_receipts and all_receipts are the month's per-store totals (each day's
+    # value counted once), repeated on every row of that store (and group or category).
+    SEGMENT_CATEGORY_MONTH: pa.schema([
+        ("date", _DAY), ("store_id", _S), ("age_group", _S), ("category", _S),
+        ("receipts", _L), ("units", _L), ("revenue_rub", _D), ("segment_receipts", _L),
+        ("segment_revenue_rub", _D), ("category_receipts", _L), ("all_receipts", _L),
+    ]),
+    # One row per store and day: the day's matched receipts (days and store totals of a range).
+    SEGMENT_DAYS: pa.schema([("date", _DAY), ("store_id", _S), ("all_receipts", _L)]),
+    **{table: pa.schema([("date", _DAY), *SCHEMAS[table]]) for table in COMPACTED},
+}
 
 # Spark's names for the Arrow types above (`DataType.simpleString()`).
-_SPARK_TYPES = {_S: "string", _I: "int", _L: "bigint", _D: "double", _TS: "timestamp"}
+_SPARK_TYPES = {_S: "string", _I: "int", _L: "bigint", _D: "double", _TS: "timestamp",
+                pa.bool_(): "boolean", _DAY: "date"}
 
 
 def spark_columns(table: str) -> list[tuple[str, str]]:
@@ -220,6 +264,11 @@ def table_dir(root: str, table: str) -> str:
 def partition_dir(root: str, table: str, run_date: str) -> str:
     """`ROOT/reports/<table>/date=D`."""
     return f"{normalise_root(root)}/{partition_relpath(table, run_date)}"
+
+
+def rollup_relpath(rollup: str, month: str) -> str:
+    """`rollups/<rollup>/month=YYYY-MM`, relative to a data root."""
+    return f"rollups/{rollup}/month={month}"
 
 
 def partition_files_glob(root: str, table: str) -> str:

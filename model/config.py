@@ -112,6 +112,13 @@ class Settings:
     top_n: int = 10  # recommendations per age group and kind
     min_match_rate: float = 0.5
     photo_retention_days: int = 30
+    # Delete a day's photos not tied to a flagged restricted sale once its reports are checked.
+    photo_minimisation: bool = True
+    # Drift alarms (jobs/daily/drift.py, bench/results/bench_drift.json).
+    drift_reference_days: int = 28  # the trailing window a day is compared with
+    drift_min_photos: int = 100  # fewer scored photos on the day or in the window: no verdict
+    drift_max_psi: float = 0.15  # age PSI above this (and above its sampling noise) alarms
+    drift_max_no_face_z: float = 4.0  # no-face rate this many standard errors above the window
 
     # Checkout frames (model/serving/faces.py, docs/frames.md).
     photo_format: str = "auto"  # auto | frames | crops: how the score job treats photos
@@ -143,6 +150,10 @@ class Settings:
 def _env(name: str) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else None
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}
 
 
 def load_settings() -> Settings:
@@ -184,11 +195,22 @@ def load_settings() -> Settings:
         "min_face_px": int,
         "min_face_confidence": float,
         "max_no_face_rate": float,
+        "drift_reference_days": int,
+        "drift_min_photos": int,
+        "drift_max_psi": float,
+        "drift_max_no_face_z": float,
     }
     for name, cast in numeric.items():
         raw = _env(f"CHECKOUT_AGE_{name.upper()}")
         if raw is not None:
             changes[name] = cast(raw)
+    for name in ("photo_minimisation",):
+        raw = _env(f"CHECKOUT_AGE_{name.upper()}")
+        if raw is not None:
+            if raw.lower() not in _BOOLEANS:
+                raise ValueError(f"CHECKOUT_AGE_{name.upper()}={raw!r}: use one of "
+                                 + ", ".join(sorted(_BOOLEANS)))
+            changes[name] = _BOOLEANS[raw.lower()]
     for name in ("backbone", "spark_master", "photo_format", "train_profile"):
         raw = _env(f"CHECKOUT_AGE_{name.upper()}")
         if raw is not None:

@@ -22,6 +22,7 @@ from jobs.analytics import query_sql as q
 from jobs.analytics.query import DuckDBEngine, Engine, check_root, make_filters, run_query
 from jobs.analytics.query_format import cell
 from jobs.analytics.templating import render
+from jobs.daily.minimise import Minimised, read_minimised
 from model.config import Settings, load_settings
 from model.errors import UserError
 
@@ -43,6 +44,7 @@ class DayData:
     flags: list[dict] = field(default_factory=list)
     reasons: list[dict] = field(default_factory=list)
     lanes: list[dict] = field(default_factory=list)
+    drift: list[dict] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
 
 
@@ -65,6 +67,7 @@ def load_day(engine: Engine, run_date: str, *, likely_p: float = Settings.likely
                                    possible_p=possible_p).records(),
         "lanes": lambda: (engine.run(q.lane_quality_query(filters)).records()
                           if quality.get("no_face_rate") is not None else []),
+        "drift": lambda: engine.run(q.drift_query(filters)).records(),
         "reasons": lambda: [
             r for table in ("photo_quarantine", "receipt_quarantine")
             for r in engine.run(q.quarantine_reasons_query(filters, table)).records()],
@@ -266,6 +269,31 @@ def _quality_section(data: DayData) -> dict:
     }
 
 
+def drift_section(rows: list[dict], missing: str | None) -> dict:
+    """Alarms (store, lane, why) and how many store and lane rows had no verdict."""
+    if missing:
+        return {"missing": missing}
+    alarms = [r for r in rows if r["alarm"]]
+    summaries = [r for r in rows if r["alarm"] is None]
+    for r in alarms:
+        r["lane"] = "all lanes" if r["lane_id"] is None else r["lane_id"]
+    columns = [("date", "date"), ("store_id", "store"), ("lane", "lane"), ("reason", "why")]
+    return {"missing": None, "alarms": len(alarms), "days": len(summaries),
+            "judged": sum(r["rows_judged"] for r in summaries),
+            "no_verdict": sum(r["no_verdict"] for r in summaries),
+            "table": _table(alarms, columns)}
+
+
+def _photos_note(kept: Minimised | None, retention_days: int) -> str:
+    """What photo minimisation kept of the day's photos, and why (or that it did not run)."""
+    if kept is None:
+        return (f"Photos not minimised (setting photo_minimisation off, or not run yet): every "
+                f"photo of the day stays until retention deletes it after {retention_days} days.")
+    return (f"Photo minimisation kept {kept.kept:,} photo{'s' if kept.kept != 1 else ''} "
+            f"(each the {kept.kept_reason}, until {kept.keep_until}) and deleted "
+            f"{kept.deleted:,} ({kept.deleted_reason}).")
+
+
 def _kpis(data: DayData) -> list[tuple[str, str]]:
     """The headline figures: (value, label) pairs."""
     qr = data.quality
@@ -290,11 +318,14 @@ def _expected_kpi(rows: list[dict]) -> tuple[str, str]:
 def render_html(data: DayData, *, min_support: float, source: str,
                 likely_p: float = Settings.likely_minor_p,
                 possible_p: float = Settings.possible_minor_p,
-                max_no_face_rate: float = Settings.max_no_face_rate) -> str:
+                max_no_face_rate: float = Settings.max_no_face_rate,
+                kept: Minimised | None = None,
+                retention_days: int = Settings.photo_retention_days) -> str:
     """The whole page as one string (pure: no I/O), from `templates/report.html.j2`.
 
     `likely_p` / `possible_p` must be the thresholds `load_day` used (they label the tiers);
-    `max_no_face_rate` highlights lanes whose camera misses faces.
+    `max_no_face_rate` highlights lanes whose camera misses faces; `kept` is the day's photo
+    minimisation record (None: not minimised).
     """
     return str(render(
         "report.html.j2",
@@ -305,14 +336,16 @@ def render_html(data: DayData, *, min_support: float, source: str,
         flags=_flags_section(data, likely_p, possible_p),
         calibration_note=_calibration_note(data),
         lanes=_lanes_section(data, max_no_face_rate), quality=_quality_section(data),
+        drift=drift_section(data.drift, data.missing.get("drift")),
+        photos=_photos_note(kept, retention_days),
     ))
 
 
-def default_out(root: str, run_date: str) -> Path:
-    """`ROOT/html/report-D.html` (a local root only)."""
+def default_out(root: str, name: str) -> Path:
+    """`ROOT/html/<name>` (a local root only)."""
     if "://" in root:
         raise UserError(f"data root {root} is not local: pass --out for the HTML file")
-    return Path(root) / "html" / f"report-{run_date}.html"
+    return Path(root) / "html" / name
 
 
 def write_report(root: str | Path, run_date: str, out: str | Path | None = None, *,
@@ -330,8 +363,31 @@ def write_report(root: str | Path, run_date: str, out: str | Path | None = None,
     checked = check_root(root)
     data = load_day(DuckDBEngine(checked), day, **tiers)
     page = render_html(data, min_support=min_support, source=checked, **tiers,
-                       max_no_face_rate=settings.max_no_face_rate)
-    target = Path(out) if out else default_out(checked, day)
+                       max_no_face_rate=settings.max_no_face_rate,
+                       kept=read_minimised(checked, day),
+                       retention_days=settings.photo_retention_days)
+    return write_page(page, Path(out) if out else default_out(checked, f"report-{day}.html"))
+
+
+def write_period_report(root: str | Path, date_from: str, date_to: str,
+                        out: str | Path | None = None, *, min_support: float = 0.01) -> Path:
+    """Render the period `date_from`..`date_to` (default ROOT/html/report-D1..D2.html).
+
+    UserError for an inverted range or one without any reports; days without reports are
+    listed on the page.
+    """
+    from jobs.analytics.period_report import load_period, render_period
+
+    filters = make_filters(date_from, date_to)
+    checked = check_root(root)
+    data = load_period(DuckDBEngine(checked), filters)
+    page = render_period(data, min_support=min_support, source=checked)
+    name = f"report-{filters.date_from}..{filters.date_to}.html"
+    return write_page(page, Path(out) if out else default_out(checked, name))
+
+
+def write_page(page: str, target: Path) -> Path:
+    """Write `page` to `target` atomically (a reader sees the old or the new file, whole)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:

@@ -15,6 +15,7 @@ is an empty result.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
@@ -23,7 +24,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from jobs.analytics import query_sql as q
 from jobs.analytics.query_sql import Filters, Query, make_filters
-from jobs.contract import SCHEMAS, partition_files_glob, table_dir
+from jobs.contract import (
+    AGE_DRIFT,
+    COMPACTED,
+    SCHEMAS,
+    SEGMENT_CATEGORY,
+    SEGMENT_CATEGORY_MONTH,
+    SEGMENT_DAYS,
+    partition_files_glob,
+    table_dir,
+)
 from model.errors import UserError
 
 if TYPE_CHECKING:
@@ -81,32 +91,51 @@ def check_root(root: str | Path) -> str:
 
 
 _DUCKDB_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "int64": "BIGINT",
-                 "double": "DOUBLE", "timestamp[us, tz=UTC]": "TIMESTAMPTZ"}
+                 "double": "DOUBLE", "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "bool": "BOOLEAN"}
+_DAY_FILES = "hive_partitioning = true, hive_types = {'date': DATE}, union_by_name = true"
 
 
-def _duckdb_source(table: str) -> str:
-    """The table's day files, with every contract column present even if no file has it yet.
+def _typed_empty(table: str) -> str:
+    """A row-less relation with every contract column of `table` (and `date`), typed."""
+    typed = ", ".join(f"CAST(NULL AS {_DUCKDB_TYPES[str(field.type)]}) AS {field.name}"
+                      for field in SCHEMAS[table])
+    return f"SELECT CAST(NULL AS DATE) AS date, {typed} WHERE false"
+
+
+def _with_contract_columns(table: str, parts: list[str]) -> str:
+    """`parts` (relations) unioned by name, with every contract column present even if no file
+    has it yet.
 
     `union_by_name` lets days written before a column was added read it as NULL; the empty,
     typed contract row does the same when *no* day has the column yet (a root written by an
     older release), so queries never fail to bind a column the contract promises.
     """
-    files = (f"read_parquet($src_{table}, hive_partitioning = true, "
-             "hive_types = {'date': DATE}, union_by_name = true)")
     if table not in SCHEMAS:
-        return files
-    typed = ", ".join(f"CAST(NULL AS {_DUCKDB_TYPES[str(field.type)]}) AS {field.name}"
-                      for field in SCHEMAS[table])
-    return f"(SELECT * FROM {files} UNION ALL BY NAME SELECT {typed} WHERE false)"
+        return f"({' UNION ALL BY NAME '.join(parts)})"
+    return "(" + " UNION ALL BY NAME ".join([*parts, _typed_empty(table)]) + ")"
+
+
+def _duckdb_source(table: str) -> str:
+    """Every day file of `table` (the `$src_<table>` glob), contract columns guaranteed."""
+    return _with_contract_columns(
+        table, [f"SELECT * FROM read_parquet($src_{table}, {_DAY_FILES})"])
 
 
 class DuckDBEngine:
-    """An in-memory DuckDB connection reading `ROOT/reports/<table>/date=*/*.parquet`."""
+    """An in-memory DuckDB connection reading `ROOT/reports/<table>/date=*/*.parquet`.
 
-    def __init__(self, root: str | Path, con: duckdb.DuckDBPyConnection | None = None):
+    A query with a date span (`Query.span`) on a local root reads whole months from the
+    monthly rollups where they are fresh (`jobs.analytics.rollups`), the other days from their
+    partitions: the same figures from a fraction of the files and rows.
+    """
+
+    def __init__(self, root: str | Path, con: duckdb.DuckDBPyConnection | None = None, *,
+                 use_rollups: bool = True):
         import duckdb
 
         self.root = check_root(root)
+        self.local = not self.root.startswith("s3://")
+        self.use_rollups = use_rollups and self.local
         self.con = con if con is not None else duckdb.connect()
         if self.root.startswith("s3://"):
             try:
@@ -122,13 +151,59 @@ class DuckDBEngine:
         """Parquet files of every day partition (`_tmp-*`/`_old-*` never match `date=*`)."""
         return partition_files_glob(self.root, table)
 
+    def _sources(self, query: Query) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+        """Each `{table}`'s SQL source, the values it binds, and notes (stale rollups)."""
+        from jobs.analytics import rollups
+
+        sources: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        notes: list[str] = []
+        plans: dict[str, rollups.TablePlan] = {}
+        for table in query.tables:
+            source = SEGMENT_CATEGORY if table == SEGMENT_DAYS else table
+            months = source in COMPACTED or (source == SEGMENT_CATEGORY and query.month_rows)
+            # A span on a local root: only the range's files are opened (rollups or not).
+            if not (self.local and query.span and source in SCHEMAS):
+                values[f"src_{source}"] = self.glob(source)
+                sources[table] = (_duckdb_source(table) if table != SEGMENT_DAYS else
+                                  "(" + q.SEGMENT_DAYS_SQL.format(
+                                      segment_category=_duckdb_source(SEGMENT_CATEGORY)) + ")")
+                continue
+            if source not in plans:
+                plans[source] = rollups.plan_table(self.root, source, *query.span,
+                                                   use_rollups=self.use_rollups and months)
+                if not plans[source].days_total:
+                    self._raise_missing((source,))
+                notes += [f"the {source} rollup of {month} is older than its day partitions: "
+                          "read from the days (`checkout-age rollup` rebuilds it)"
+                          for month in plans[source].stale]
+            plan = plans[source]
+            rollup = {SEGMENT_CATEGORY: SEGMENT_CATEGORY_MONTH}.get(table, table)
+            parts = []
+            if plan.day_files:
+                values[f"days_{source}"] = plan.day_files
+                days = f"SELECT * FROM read_parquet($days_{source}, {_DAY_FILES})"
+                if table == SEGMENT_DAYS:
+                    days = q.SEGMENT_DAYS_SQL.format(
+                        segment_category=_with_contract_columns(SEGMENT_CATEGORY, [days]))
+                parts.append(days)
+            if plan.months:
+                values[f"months_{rollup}"] = plan.rollup_files(rollup, self.root)
+                parts.append(f"SELECT * FROM read_parquet($months_{rollup}, "
+                             "union_by_name = true)")
+            if table == SEGMENT_DAYS:
+                parts = parts or ["SELECT CAST(NULL AS DATE) AS date, CAST(NULL AS VARCHAR) AS "
+                                  "store_id, CAST(NULL AS BIGINT) AS all_receipts WHERE false"]
+            sources[table] = _with_contract_columns(table, parts)
+        return sources, values, notes
+
     def run(self, query: Query) -> Result:
-        """Execute `query`, binding its parameters and each table's glob."""
+        """Execute `query`, binding its parameters and each table's files."""
         import duckdb
 
-        sources = {t: _duckdb_source(t) for t in query.tables}
+        sources, values, notes = self._sources(query)
         sql = query.render(sources)
-        values = {**query.params, **{f"src_{t}": self.glob(t) for t in query.tables}}
+        values = {**query.params, **values}
         try:
             cursor = self.con.execute(sql, q.bound_values(sql, values))
         except duckdb.IOException as exc:
@@ -136,15 +211,27 @@ class DuckDBEngine:
                 self._raise_missing(query.tables)
             raise
         columns = [d[0] for d in cursor.description]
-        return Result(query.name, columns, cursor.fetchall())
+        return Result(query.name, columns, cursor.fetchall(), notes)
+
+    def missing_days(self, table: str, date_from: dt.date, date_to: dt.date) -> list[str]:
+        """Days of the range without a `table` partition (local roots; [] elsewhere)."""
+        if self.root.startswith("s3://"):
+            return []
+        from jobs.analytics.rollups import list_days
+
+        present = set(list_days(self.root, table))
+        span = (date_to - date_from).days + 1
+        return [day for i in range(span)
+                if (day := (date_from + dt.timedelta(days=i)).isoformat()) not in present]
 
     def _raise_missing(self, tables: tuple[str, ...]) -> None:
-        for table in tables:
+        for table in dict.fromkeys(SEGMENT_CATEGORY if t == SEGMENT_DAYS else t for t in tables):
             found = self.con.execute("SELECT count(*) FROM glob(?)", [self.glob(table)]).fetchone()
             if not found or found[0] == 0:
+                step = "`checkout-age drift`" if table == AGE_DRIFT else "the daily reports job"
                 raise UserError(
                     f"no report data: {table_dir(self.root, table)} has no date=* partitions "
-                    "(has the daily reports job run for this root?)"
+                    f"(has {step} run for this root?)"
                 )
 
 
@@ -187,6 +274,12 @@ def run_query(engine: Engine, name: str, filters: Filters, **options: Any) -> Re
         result.notes.append(f"no rows match {filters.describe()}")
     elif name == "quality" and not options.get("by_lane"):
         result = add_quality_total(result)
+    missing = getattr(engine, "missing_days", None)
+    gaps = missing(ANCHOR_TABLE[name], filters.date_from, filters.date_to) if missing else []
+    if gaps and result.rows:  # reported, never skipped silently
+        shown = ", ".join(gaps[:10]) + (f" and {len(gaps) - 10} more" if len(gaps) > 10 else "")
+        result.notes.append(f"{len(gaps)} of {(filters.date_to - filters.date_from).days + 1} "
+                            f"days have no {ANCHOR_TABLE[name]} data (not counted): {shown}")
     if name == "recommendations" and filters.date_from != filters.date_to:
         result.notes.append(
             "product rows pool the days each product was in that day's top list "

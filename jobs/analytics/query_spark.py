@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.analytics.query import Result, check_root, run_query
-from jobs.analytics.query_sql import Filters, Query, bound_values, named_markers
-from jobs.contract import table_dir
+from jobs.analytics.query_sql import (
+    SEGMENT_DAYS_SQL,
+    Filters,
+    Query,
+    bound_values,
+    named_markers,
+)
+from jobs.contract import SEGMENT_CATEGORY, SEGMENT_DAYS, table_dir
 from model.errors import UserError
 
 if TYPE_CHECKING:
@@ -37,6 +43,12 @@ class SparkEngine:
         self._views: dict[str, str] = {}
 
     def _view(self, table: str) -> str:
+        if table == SEGMENT_DAYS and table not in self._views:
+            # Derived from the day rows (this engine reads day partitions, not rollups).
+            frame = self.spark.sql(SEGMENT_DAYS_SQL.format(
+                segment_category=self._view(SEGMENT_CATEGORY)))
+            frame.createOrReplaceTempView("checkout_age_segment_days")
+            self._views[table] = "checkout_age_segment_days"
         if table not in self._views:
             from pyspark.errors import AnalysisException
 

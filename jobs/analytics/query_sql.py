@@ -43,6 +43,11 @@ class Filters:
     age_group: str | None = None
     cashier: str | None = None
 
+    @property
+    def span(self) -> tuple[dt.date, dt.date]:
+        """`(date_from, date_to)`."""
+        return self.date_from, self.date_to
+
     def describe(self) -> str:
         """Human summary, e.g. `2026-03-01..2026-03-30, store S012`."""
         parts = [f"{self.date_from}..{self.date_to}" if self.date_from != self.date_to
@@ -61,6 +66,12 @@ class Query:
     name: str
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
+    # The dates the query reads: an engine with rollups (jobs.analytics.rollups) may then serve
+    # whole months of it from them. None: every day of each table (probes, extents).
+    span: tuple[dt.date, dt.date] | None = None
+    # The SQL uses `date` only to filter and group rows, so `segment_category` may come as
+    # month rows (`segment_category_month`); days are counted from `{segment_days}`.
+    month_rows: bool = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -130,13 +141,18 @@ def where_clause(filters: Filters, *, store: bool = False, age: bool = False,
     return sql, params
 
 
+# One row per store and day of segment_category: the day's matched receipts. Engines without
+# rollups derive `{segment_days}` from the day rows with this.
+SEGMENT_DAYS_SQL = """SELECT date, store_id, max(all_receipts) AS all_receipts
+FROM {segment_category} GROUP BY date, store_id"""
+
 # Per-scope totals from segment_category, each repeated count de-duplicated per store and day.
 # `scope` is either every selected store together ('*') or one store (store_id).
 _SEGMENT_TOTALS = """
 base AS (SELECT * FROM {{segment_category}} WHERE {where}),
 store_days AS (
-  SELECT {scope} AS scope, date, store_id, max(all_receipts) AS all_receipts
-  FROM base GROUP BY {scope}, date, store_id),
+  SELECT {scope} AS scope, date, store_id, all_receipts
+  FROM {{segment_days}} WHERE {where}),
 store_totals AS (
   SELECT scope, sum(all_receipts) AS all_receipts, count(DISTINCT date) AS days,
          count(DISTINCT store_id) AS stores
@@ -199,7 +215,7 @@ SELECT {"scope AS store_id, " if by_store else ""}age_group, category, receipts,
        {support} AS support, {confidence} AS confidence, {lift} AS lift, days, stores
 FROM segment_rows
 ORDER BY {"store_id, " if by_store else ""}{AGE_ORDER}, lift DESC NULLS LAST, category"""
-    return Query("segments", sql, params)
+    return Query("segments", sql, params, span=filters.span, month_rows=True)
 
 
 def recommendations_query(
@@ -248,7 +264,7 @@ SELECT age_group, kind, rank, item_id, item_name, category, receipts, segment_re
        item_receipts, all_receipts, support, confidence, lift, days_listed, days
 FROM ranked WHERE rank <= $top_n
 ORDER BY {AGE_ORDER}, kind, rank"""
-    return Query("recommendations", sql, params)
+    return Query("recommendations", sql, params, span=filters.span, month_rows=True)
 
 
 def compliance_query(filters: Filters) -> Query:
@@ -273,7 +289,7 @@ FROM {{compliance}} WHERE {where}
 GROUP BY store_id, cashier_id, challenge_age
 ORDER BY expected_minor_sales DESC NULLS LAST, flagged DESC, flag_rate DESC NULLS LAST, store_id,
          cashier_id, challenge_age"""
-    return Query("compliance", sql, params)
+    return Query("compliance", sql, params, span=filters.span)
 
 
 MINOR_TIERS = ("likely minor", "possible minor", "probably adult", "no calibration")
@@ -301,7 +317,7 @@ def flags_query(filters: Filters, *, likely_p: float = Settings.likely_minor_p,
        model_version, restricted_units, restricted_revenue_rub, challenge_age
 FROM {{compliance_flags}} WHERE {where}
 ORDER BY p_under_legal_age DESC NULLS LAST, date, store_id, closed_at, receipt_id"""
-    return Query("flags", sql, params)
+    return Query("flags", sql, params, span=filters.span)
 
 
 QUALITY_COUNTS = (
@@ -321,7 +337,7 @@ def quality_query(filters: Filters) -> Query:
        age_group_counts
 FROM {{run_quality}} WHERE {where}
 ORDER BY date"""
-    return Query("quality", sql, params)
+    return Query("quality", sql, params, span=filters.span)
 
 
 FACE_REASONS = DETECTOR_REASONS  # frames the detector looked at and rejected
@@ -350,7 +366,7 @@ SELECT store_id, lane_id, count(*) AS frames,
        CAST(median(face_w) AS DOUBLE) AS median_face_px
 FROM frames GROUP BY store_id, lane_id
 ORDER BY no_face_rate DESC, store_id, lane_id"""
-    return Query("lane_quality", sql, params)
+    return Query("lane_quality", sql, params, span=filters.span)
 
 
 def age_distribution_query(filters: Filters) -> Query:
@@ -359,7 +375,7 @@ def age_distribution_query(filters: Filters) -> Query:
     sql = f"""SELECT store_id, age_group, count(*) AS photos
 FROM {{photo_scores}} WHERE {where}
 GROUP BY store_id, age_group ORDER BY store_id, {AGE_ORDER}"""
-    return Query("age_distribution", sql, params)
+    return Query("age_distribution", sql, params, span=filters.span)
 
 
 def quarantine_reasons_query(filters: Filters, table: str) -> Query:
@@ -371,4 +387,60 @@ def quarantine_reasons_query(filters: Filters, table: str) -> Query:
     sql = f"""SELECT {source} AS source, reason, count(*) AS quarantined
 FROM {{{table}}} WHERE {where}
 GROUP BY {source}, reason ORDER BY source, quarantined DESC, reason"""
-    return Query(f"{table}_reasons", sql, params)
+    return Query(f"{table}_reasons", sql, params, span=filters.span)
+
+
+# -- the period report (jobs/analytics/period_report.py) -------------------------------------------
+
+
+def compliance_by_day_query(filters: Filters) -> Query:
+    """Chain-wide restricted sales, photos, flags and expected sales to minors per day."""
+    where, params = where_clause(filters, store=True)
+    sql = f"""SELECT CAST(date AS STRING) AS date, sum(restricted_receipts) AS restricted_receipts,
+       sum(with_photo) AS with_photo, sum(flagged) AS flagged,
+       sum(with_probability) AS with_probability,
+       sum(expected_minor_sales) AS expected_minor_sales
+FROM {{compliance}} WHERE {where}
+GROUP BY date ORDER BY date"""
+    return Query("compliance_by_day", sql, params, span=filters.span)
+
+
+def store_ages_query(filters: Filters) -> Query:
+    """Per store over the range: matched receipts per age group and in all (de-duplicated)."""
+    ctes, params = _segment_ctes(filters, by_store=True)
+    sql = f"""WITH {ctes}
+SELECT s.scope AS store_id, s.age_group, s.segment_receipts, t.all_receipts, t.days
+FROM segment_totals s JOIN store_totals t ON t.scope = s.scope
+ORDER BY store_id, {AGE_ORDER.replace("age_group", "s.age_group")}"""
+    return Query("store_ages", sql, params, span=filters.span, month_rows=True)
+
+
+def compliance_by_store_query(filters: Filters) -> Query:
+    """Per store over the range: restricted sales, photos, flags; flag_rate from the sums."""
+    where, params = where_clause(filters, store=True)
+    sql = f"""SELECT store_id, sum(restricted_receipts) AS restricted_receipts,
+       sum(with_photo) AS with_photo, sum(flagged) AS flagged,
+       CAST(sum(flagged) AS DOUBLE) / NULLIF(sum(with_photo), 0) AS flag_rate,
+       sum(with_probability) AS with_probability,
+       sum(expected_minor_sales) AS expected_minor_sales
+FROM {{compliance}} WHERE {where}
+GROUP BY store_id ORDER BY store_id"""
+    return Query("compliance_by_store", sql, params, span=filters.span)
+
+
+def drift_query(filters: Filters) -> Query:
+    """Per day: store and lane rows judged, alarms, rows without a verdict; plus every alarm.
+
+    One row per alarm (`alarm` true) and one summary row per day (`alarm` NULL).
+    """
+    where, params = where_clause(filters, store=True)
+    sql = f"""SELECT CAST(date AS STRING) AS date, store_id, lane_id, alarm, reason, age_psi,
+       threshold, no_face_rate, reference_no_face_rate, CAST(NULL AS BIGINT) AS rows_judged,
+       CAST(NULL AS BIGINT) AS no_verdict
+FROM {{age_drift}} WHERE {where} AND alarm
+UNION ALL
+SELECT CAST(date AS STRING), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*),
+       count_if(NOT alarm AND reason IS NOT NULL)
+FROM {{age_drift}} WHERE {where} GROUP BY date
+ORDER BY date, alarm NULLS FIRST, store_id, lane_id NULLS FIRST"""
+    return Query("drift", sql, params, span=filters.span)

@@ -59,6 +59,7 @@ def _emit(result: dict, as_json: bool, lines: list[str]) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from jobs.contract import check_date
+    from jobs.simulator.camera_faults import parse_camera_fault
     from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
 
@@ -70,8 +71,9 @@ def _simulate(args: argparse.Namespace) -> int:
         raise UserError("--stores and --receipts-per-store must be at least 1")
     faces = load_test_faces(Path(args.faces), settings.cache_dir, min_age=settings.min_age,
                             max_age=settings.max_age)
+    fault = parse_camera_fault(args.camera_fault) if args.camera_fault else None
     day = simulate_day(faces, run_date, args.stores, args.receipts_per_store, args.seed,
-                       frames=args.frames)
+                       frames=args.frames, camera_fault=fault)
     landing = write_day(day, args.root)
     result = {"date": run_date, "landing": str(landing), "receipts": len(day.truth_receipts),
               "receipt_lines": len(day.lines), "photos": len(day.photos),
@@ -129,6 +131,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--frames", action="store_true",
                      help="photos are 1280x720 checkout-camera frames with the customer's face "
                      "somewhere in them (docs/frames.md), not face crops")
+    sim.add_argument("--camera-fault", metavar="STORE:LANE:KIND",
+                     help="degrade one lane's camera: KIND blur, dark, glare or tilt (e.g. "
+                     "S001:2:blur), to test the drift alarms")
     sim.add_argument("--json", action="store_true", help="print the result as JSON")
     sim.set_defaults(handler=_simulate)
 

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "jobs.cli.daily",
     "jobs.cli.ops",
     "jobs.cli.query",
+    "jobs.cli.upkeep",
 )
 
 

@@ -100,6 +100,7 @@ def _check_quality(args: argparse.Namespace) -> int:
             "date": result.run_date,
             "ok": result.ok,
             "problems": result.problems,
+            "warnings": result.warnings,
             "min_match_rate": args.min_match_rate,
             "run_quality": quality,
         }
@@ -111,6 +112,8 @@ def _check_quality(args: argparse.Namespace) -> int:
             f"{quality['receipts_valid']} receipts, match rate {quality['match_rate']:.3f} "
             f">= {args.min_match_rate:.3f}, model {quality['model_version']}\n"
         )
+    for warning in result.warnings:  # drift alarms warn, they never fail the run
+        sys.stderr.write(f"checkout-age: warning for {result.run_date}: {warning}\n")
     if not result.ok:
         sys.stderr.write(
             f"checkout-age: quality check failed for {result.run_date}: "

@@ -12,7 +12,6 @@ import argparse
 import sys
 
 from jobs.analytics import query_format
-from jobs.daily.arguments import add_day_arguments
 from model.config import AGE_GROUPS, load_settings
 
 _AGE_GROUPS = ", ".join(name for name, _, _ in AGE_GROUPS)
@@ -108,13 +107,24 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     formats = report.add_subparsers(dest="report", metavar="FORMAT", required=True)
     html = formats.add_parser(
         "html",
-        help="one self-contained HTML file with charts for a day",
+        help="one self-contained HTML file with charts for a day or a period",
         description="Write one self-contained HTML file (inline CSS and SVG, no network, no "
-        "face images) for day --date: age distribution per store, category lift by age group, "
-        "compliance by cashier, run quality. Written atomically.",
+        "face images). For day --date: age distribution per store, category lift by age group, "
+        "compliance by cashier, drift alarms, photos kept, run quality. For a period --from D1 "
+        "--to D2 (or --date D --week-to-date: Monday to D): trends per day (per week beyond "
+        "62 days), stores side by side, the cashiers with most flagged sales, the lift over the "
+        "period, drift alarms; days without reports are listed. Written atomically.",
     )
-    add_day_arguments(html, settings.data_root, "report")
-    html.add_argument("--out", help="output file (default: ROOT/html/report-DATE.html)")
+    html.add_argument("--date", help="the day to report, YYYY-MM-DD")
+    html.add_argument("--from", dest="date_from", metavar="DATE", help="first day of a period")
+    html.add_argument("--to", dest="date_to", metavar="DATE",
+                      help="last day of a period, inclusive")
+    html.add_argument("--week-to-date", action="store_true",
+                      help="with --date D: the period from D's Monday to D")
+    html.add_argument("--root", default=settings.data_root,
+                      help="data root, a path or s3a:// URI (default %(default)s)")
+    html.add_argument("--out", help="output file (default: ROOT/html/report-DATE.html, "
+                      "report-D1..D2.html for a period)")
     html.add_argument("--min-support", type=float, default=settings.min_support,
                       help="heatmap cells below this support are greyed (default: %(default)s)")
     html.set_defaults(handler=_report_html)
@@ -171,9 +181,29 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _report_html(args: argparse.Namespace) -> int:
-    from jobs.analytics import html_report
+    import datetime as dt
 
-    path = html_report.write_report(args.root, args.date, args.out,
-                                    min_support=args.min_support)
+    from jobs.analytics import html_report
+    from jobs.analytics.query_sql import parse_date
+    from model.errors import UserError
+
+    period = args.date_from or args.date_to or args.week_to_date
+    if args.date and (args.date_from or args.date_to):
+        raise UserError("give --date D (one day) or --from D1 --to D2 (a period), not both")
+    if not args.date and not args.date_from:
+        raise UserError("give --date D (one day) or --from D1 --to D2 (a period)")
+    if args.week_to_date and not args.date:
+        raise UserError("--week-to-date needs --date D (the period is D's Monday to D)")
+    if not period:
+        path = html_report.write_report(args.root, args.date, args.out,
+                                        min_support=args.min_support)
+    else:
+        if args.week_to_date:
+            last = parse_date(args.date, "--date")
+            first, last = (last - dt.timedelta(days=last.weekday())).isoformat(), args.date
+        else:
+            first, last = args.date_from, args.date_to or args.date_from
+        path = html_report.write_period_report(args.root, first, last, args.out,
+                                               min_support=args.min_support)
     sys.stdout.write(f"wrote {path}\n")
     return 0

@@ -18,7 +18,9 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from jobs.contract import (
+    AGE_DRIFT,
     COMPLETE_MARKER,
+    MINIMISED_MARKER,
     PHOTO_QUARANTINE,
     PHOTO_SCORES,
     PRODUCT_QUARANTINE,
@@ -73,8 +75,8 @@ def _read_json(fs: pafs.FileSystem, path: str) -> dict:
 def landing_ready(root: str, run_date: str) -> bool:
     """True when the day's `_COMPLETE` marker exists; False while it has not landed yet.
 
-    Raises UserError when the day can never be processed again: retention already deleted its photos
-    (rerunning it would replace good reports with empty ones).
+    Raises UserError when the day can never be processed again: retention or photo minimisation
+    already deleted its photos (rerunning it would replace good reports with emptier ones).
     """
     fs, base = open_root(root)
     day = f"{base}/{landing_relpath(parse_date(run_date).isoformat())}"
@@ -82,6 +84,11 @@ def landing_ready(root: str, run_date: str) -> bool:
         purge = _read_json(fs, f"{day}/{PURGED_MARKER}")
         raise UserError(
             f"{day}: photos were deleted by retention (run date {purge.get('run_date')}); "
+            "its reports stay as they are and the day cannot be scored again"
+        )
+    if _exists(fs, f"{day}/{MINIMISED_MARKER}"):
+        raise UserError(
+            f"{day}: photos not tied to a flagged sale were deleted by photo minimisation; "
             "its reports stay as they are and the day cannot be scored again"
         )
     return _exists(fs, f"{day}/{COMPLETE_MARKER}")
@@ -101,6 +108,7 @@ class QualityResult:
     run_date: str
     run_quality: dict
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # drift alarms: reported, never fatal
 
     @property
     def ok(self) -> bool:
@@ -268,7 +276,19 @@ def check_quality(
     problems = find_quality_problems(
         quality, counts, marker, min_match_rate, versions, expected_model, max_no_face_rate
     )
-    return QualityResult(day, quality, problems)
+    return QualityResult(day, quality, problems, drift_warnings(fs, base, day))
+
+
+def drift_warnings(fs: pafs.FileSystem, base: str, day: str) -> list[str]:
+    """One line per `age_drift` alarm of the day: store, lane, statistic, value and threshold."""
+    path = f"{base}/{partition_relpath(AGE_DRIFT, day)}"
+    if not _exists(fs, path):
+        return []
+    rows = pads.dataset(path, format="parquet", filesystem=fs).to_table(
+        filter=pads.field("alarm")).to_pylist()
+    return [f"drift: store {r['store_id']} "
+            + (f"lane {r['lane_id']}" if r["lane_id"] is not None else "(all lanes)")
+            + f": {r['reason']} [{r['statistic']}]" for r in rows]
 
 
 def _partition(fs: pafs.FileSystem, base: str, table: str, day: str) -> pads.Dataset:

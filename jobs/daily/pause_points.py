@@ -5,7 +5,8 @@ it reads, after a partition is staged, between two tables. A job calls `pause_po
 moments; when `CHECKOUT_AGE_PAUSE_AT` names that point, the process writes
 `$CHECKOUT_AGE_PAUSE_DIR/<name>.reached` (its pid) and waits until `<name>.resume` appears, so the
 test can kill it there, or let it go on after doing something meanwhile (promote a model).
-Points: `score:read`, `reports:read`, `staged:<table>`, `swapped:<table>`, `written:<table>`.
+Points: `score:read`, `reports:read`, `staged:<table>`, `swapped:<table>`, `written:<table>`,
+`minimise:marker` (before photo minimisation's marker), `minimise:deleting` (one photo deleted).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from jobs.contract import (
     ASIDE_PREFIX,
     COMPLETE_MARKER,
+    MINIMISED_MARKER,
     PURGED_MARKER,
     STAGING_PREFIX,
     check_columns,
@@ -69,6 +70,12 @@ def require_photos_kept(spark: SparkSession, root: str, run_date: str) -> None:
         raise UserError(
             f"landing day {day}: its photos were deleted by retention ({PURGED_MARKER}); "
             "scoring it again would empty its photo_scores, so its reports stay as they are"
+        )
+    if path_exists(spark, f"{day}/{MINIMISED_MARKER}"):
+        raise UserError(
+            f"landing day {day}: photo minimisation deleted its photos not tied to a flagged "
+            f"sale ({MINIMISED_MARKER}); scoring it again would drop them from photo_scores, so "
+            "its reports stay as they are"
         )
 
 

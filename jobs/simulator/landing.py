@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.contract import COMPLETE_MARKER, ground_truth_dir, is_local, landing_dir
+from jobs.simulator.camera_faults import degrade
 from jobs.simulator.frames import frame_faces, render_frame
 from jobs.simulator.simulate import SimulatedDay
 from model.errors import UserError
@@ -75,6 +76,8 @@ def write_day(day: SimulatedDay, root: str, *, photo_files: bool = True) -> Path
         folder = landing / "photos" / f"store={row.store_id}" / f"lane={row.lane_id}"
         folder.mkdir(parents=True, exist_ok=True)
         data = render_frame(row.frame) if frames else Path(row.face_path).read_bytes()
+        if getattr(row, "camera_fault", ""):
+            data = degrade(data, row.camera_fault)
         data = _corrupt(data, row.corrupt, idx)
         (folder / f"{row.photo_id}.jpg").write_bytes(data)
         files += 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from jobs.simulator.camera_faults import CameraFault
 from jobs.simulator.catalogue import CATEGORIES, build_catalogue, category_propensity
 from jobs.simulator.frames import plan_frames
 
@@ -154,7 +155,8 @@ def _pick(rng: np.random.Generator, pool: np.ndarray, rate: float, minimum: int 
 
 
 def simulate_day(test_faces: pd.DataFrame, run_date: str, stores: int, receipts_per_store: int,
-                 seed: int, frames: bool = False) -> SimulatedDay:
+                 seed: int, frames: bool = False,
+                 camera_fault: CameraFault | None = None) -> SimulatedDay:
     """Generate one day of the simulated chain.
 
     Args:
@@ -166,6 +168,8 @@ def simulate_day(test_faces: pd.DataFrame, run_date: str, stores: int, receipts_
         frames: photos are checkout-camera frames (`jobs.simulator.frames`: the customer's face
             in a 1280x720 scene, sometimes a second face, sometimes none) instead of face crops.
             Everything else is the same day as without.
+        camera_fault: one lane's camera degraded (`jobs.simulator.camera_faults`): its photos
+            carry the fault in `camera_fault` and are degraded when written. Same day otherwise.
     """
     rng = np.random.default_rng([seed, int(run_date.replace("-", ""))])
     day_start = dt.datetime.fromisoformat(run_date).replace(tzinfo=None)
@@ -201,6 +205,14 @@ def simulate_day(test_faces: pd.DataFrame, run_date: str, stores: int, receipts_
         queue = shopper_faces(test_faces, len(day.photos), frame_rng)
         day.photos = plan_frames(day.photos, queue, frame_rng)
         day.summary["photo_format"] = "frames"
+    if camera_fault is not None:  # without one the day has no such column (as before)
+        day.photos["camera_fault"] = ""
+        lane = ((day.photos["store_id"] == camera_fault.store_id)
+                & (day.photos["lane_id"].astype(int) == camera_fault.lane_id))
+        day.photos.loc[lane, "camera_fault"] = camera_fault.kind
+        day.summary["camera_fault"] = {"store_id": camera_fault.store_id,
+                                       "lane_id": camera_fault.lane_id,
+                                       "kind": camera_fault.kind, "photos": int(lane.sum())}
     return day
 
 

@@ -96,7 +96,8 @@ def test_daily_dag_processes_a_simulated_day_end_to_end(site):
 
     assert _run_states(site, "checkout_age_daily") == [{
         "run": "success", "wait_for_landing": "success", "resolve_model": "success",
-        "score_photos": "success", "build_reports": "success", "check_quality": "success",
+        "score_photos": "success", "build_reports": "success", "detect_drift": "success",
+        "check_quality": "success", "minimise_photos": "success", "build_rollups": "success",
         "render_report": "success", "apply_retention": "success",
     }]
     for table in REPORT_TABLES:
@@ -136,7 +137,15 @@ def test_daily_dag_processes_a_simulated_day_end_to_end(site):
     old = site["data"] / "landing" / f"date={OLD_DAY}"
     assert not (old / "photos").exists() and (old / "_PHOTOS_PURGED").is_file()
     assert (old / "receipts.csv").is_file()
-    assert any((landing / "photos").rglob("*.jpg"))
+    # Minimisation: today's photos left are exactly those of flagged restricted sales.
+    import pyarrow.parquet as pq
+
+    flagged = {p for p in pq.read_table(site["data"] / "reports" / "compliance_flags" /
+                                        f"date={DAY}").column("photo_id").to_pylist() if p}
+    kept = {path.stem for path in (landing / "photos").rglob("*.jpg")}
+    assert kept <= flagged and (landing / "_PHOTOS_MINIMISED").is_file()
+    assert json.loads((landing / "_PHOTOS_MINIMISED").read_text())["kept"] == len(kept)
+    assert (site["data"] / "html" / f"report-2026-03-09..{DAY}.html").is_file()  # week to date
 
 
 def test_a_refused_candidate_leaves_production_and_skips_promotion(site):

@@ -59,7 +59,8 @@ def test_rest_triggered_runs_under_the_real_scheduler(airflow):
     states = airflow.wait_run("checkout_age_daily", daily, 1500)
     assert states == {
         "run": "success", "wait_for_landing": "success", "resolve_model": "success",
-        "score_photos": "success", "build_reports": "success", "check_quality": "success",
+        "score_photos": "success", "build_reports": "success", "detect_drift": "success",
+        "check_quality": "success", "minimise_photos": "success", "build_rollups": "success",
         "render_report": "success", "apply_retention": "success",
     }, airflow.logs()
     data = airflow.home / "data"

@@ -157,3 +157,19 @@ def test_the_score_job_refuses_a_day_whose_photos_were_purged(spark, tmp_path):
         run(spark, root=root, run_date=day, model_path="unused.keras", model_version="v0001",
             image_size=96)
     assert _rows(root, TABLE, day) == [1]
+
+
+def test_the_score_job_refuses_a_day_whose_photos_were_minimised(spark, tmp_path):
+    from jobs.daily.score_photos import run
+
+    root, day = str(tmp_path), "2026-03-14"
+    write_partition(_frame(spark, [1]), root, TABLE, day)
+    landing = tmp_path / "landing" / f"date={day}"
+    landing.mkdir(parents=True)
+    (landing / "_COMPLETE").write_text("{}")
+    (landing / "_PHOTOS_MINIMISED").write_text('{"kept": 1, "deleted": 9}')
+    with pytest.raises(UserError, match="photo minimisation deleted its photos .* its reports "
+                                        "stay as they are"):
+        run(spark, root=root, run_date=day, model_path="unused.keras", model_version="v0001",
+            image_size=96)
+    assert _rows(root, TABLE, day) == [1]
