@@ -270,10 +270,12 @@ def calibration_metrics(
 
 
 def evaluate_calibration(calibration: Calibration, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """`calibration_metrics` of `calibration` applied to estimates `y_pred` of faces `y_true`."""
+    """`calibration_metrics` of `calibration` applied to estimates `y_pred` of faces `y_true`,
+    with the table's `method` and `neighbours`."""
     low, high, p = calibration.apply(y_pred)
-    return calibration_metrics(y_true, low, high, p, legal_age=calibration.legal_age,
-                               coverage=calibration.coverage)
+    return {**calibration_metrics(y_true, low, high, p, legal_age=calibration.legal_age,
+                                  coverage=calibration.coverage),
+            "method": calibration.method, "neighbours": calibration.neighbours}
 
 
 def calibrate_split(

@@ -27,6 +27,7 @@ from model.evaluation.calibration import (
     load_calibration,
 )
 from model.evaluation.metrics import age_metrics
+from model.evaluation.policy import calibrated_policy_curve
 from model.lifecycle.registry import ModelRegistry, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,9 @@ def evaluate_model(
         `split` (the rule applied), `rows_usable`, `rows_seen_in_training`, and
         `calibration`: `model.calibration.calibration_metrics` of the version's calibration
         table on these rows (interval coverage overall and by band, Brier score, reliability
-        bins), None for a version without `calibration.json`.
+        bins), None for a version without `calibration.json`; `policy_curve`:
+        `model.evaluation.policy.policy_curve` on these rows (minors caught vs adults flagged
+        for "estimated age < T" and, when calibrated, "P(under legal age) >= p").
     """
     from model.data.dataset import validate_dataset
     from model.data.image_cache import load_images
@@ -118,6 +121,7 @@ def evaluate_model(
     pred = predict_ages(model, np.asarray(images), batch_size=batch_size, flip_tta=flip_tta)
     gender = rows["gender"].to_numpy() if "gender" in rows else None
     calibration = load_calibration(version.path)
+    true = rows["real_age"].to_numpy()
     return {
         "model": version.version,
         "model_path": str(version.model_path),
@@ -126,11 +130,11 @@ def evaluate_model(
         "split": rule,
         "rows_usable": len(report.usable),
         "rows_seen_in_training": seen,
-        **age_metrics(rows["real_age"].to_numpy(), pred, gender, legal_age=legal_age,
-                      challenge_age=challenge_age),
+        **age_metrics(true, pred, gender, legal_age=legal_age, challenge_age=challenge_age),
         # Intervals and P(minor) from the version's calibration.json; None without one.
-        "calibration": (evaluate_calibration(calibration, rows["real_age"].to_numpy(), pred)
+        "calibration": (evaluate_calibration(calibration, true, pred)
                         if calibration is not None else None),
+        "policy_curve": calibrated_policy_curve(calibration, true, pred, legal_age=legal_age),
     }
 
 

@@ -72,15 +72,21 @@ def policy_curve(
               "older_adults": true >= YOUNG_ADULT_UNTIL}
     result = {"legal_age": legal_age, "young_adult_until": YOUNG_ADULT_UNTIL,
               **{f"n_{name}": int(mask.sum()) for name, mask in groups.items()},
-              "age_rules": _rows(pred, [float(t) for t in ages], np.less, groups),
+              "age_rules": _rows(pred, list(ages), np.less, groups),
               "probability_rules": None}
     if p_under is not None:
         p = np.asarray(p_under, dtype=np.float64).reshape(-1)
         if p.shape != true.shape:
             raise ValueError(f"p_under has {p.size} values but y_true has {true.size}")
-        result["probability_rules"] = _rows(p, [float(t) for t in probabilities],
-                                            np.greater_equal, groups)
+        result["probability_rules"] = _rows(p, list(probabilities), np.greater_equal, groups)
     return result
+
+
+def calibrated_policy_curve(calibration: object | None, y_true: np.ndarray, y_pred: np.ndarray,
+                            *, legal_age: float) -> dict:
+    """`policy_curve` with P(minor) from `calibration` (a `Calibration`; None: age rules only)."""
+    p = None if calibration is None else calibration.apply(np.asarray(y_pred))[2]
+    return policy_curve(y_true, y_pred, p, legal_age=legal_age)
 
 
 def rule_row(curve: dict | None, rule: str, threshold: float) -> dict | None:

@@ -32,8 +32,9 @@ import pandas as pd
 
 from model.config import Settings
 from model.errors import UserError
-from model.evaluation.calibration import CALIBRATION_FILE, calibrate_split
+from model.evaluation.calibration import CALIBRATION_FILE, calibrate_split, load_calibration
 from model.evaluation.metrics import age_metrics
+from model.evaluation.policy import calibrated_policy_curve
 from model.lifecycle.card import model_card, reliability_plot, residual_plots
 from model.lifecycle.registry import ModelRegistry, PromotionResult
 from model.serving.net import backbone_of, build_age_model, set_batchnorm_momentum
@@ -431,6 +432,9 @@ def document_and_register(model: keras.Model, rows: pd.DataFrame, metrics: dict,
         source={"split": "valid", "dataset_fingerprint": report.fingerprint})
     if calibrated is not None:
         plots.append(reliability_plot(metrics["test"]["calibration"], work_dir / "plots"))
+    metrics["test"]["policy_curve"] = calibrated_policy_curve(
+        load_calibration(work_dir), ages[parts["test"]], predictions["test"],
+        legal_age=metrics["test"].get("legal_age", Settings.legal_age))
     seen = work_dir / "training_images.txt"  # content hashes the model learnt from
     seen.write_text("\n".join(sorted(rows.loc[~parts["test"], "sha256"])) + "\n")
     kept = {"training_images.txt": seen,
