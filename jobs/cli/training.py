@@ -172,7 +172,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for line in _metrics_lines(result):
         _write(line)
     _write(_calibration_line(result.get("calibration")))
+    _write(_policy_line(result.get("policy_curve"), settings.challenge_age))
     return 0
+
+
+def _policy_line(curve: dict | None, challenge_age: int) -> str:
+    """The cost of the rule in force (the whole curve is in --json and on the card)."""
+    from model.evaluation.policy import rule_row
+
+    row = rule_row(curve, "age", challenge_age)
+    if row is None:
+        return f"policy Challenge {challenge_age}: no figures"
+    return (f"policy Challenge {challenge_age} (estimated age < {challenge_age}): catches "
+            f"{_pct(row['minors_flagged'])} of minors, flags {_pct(row['young_adults_flagged'])}"
+            f" of {curve['legal_age']:g}-{curve['young_adult_until'] - 1} and "
+            f"{_pct(row['older_adults_flagged'])} of {curve['young_adult_until']}+ "
+            "(other rules: --json)")
 
 
 def _calibration_line(figures: dict | None) -> str:
@@ -196,7 +211,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         cache_dir=settings.cache_dir, legal_age=settings.legal_age,
         coverage=settings.calibration_coverage if args.coverage is None else args.coverage,
         batch_size=args.batch_size, assume_unseen=args.assume_unseen,
-        validation_limits=_validation_limits(settings))
+        validation_limits=_validation_limits(settings), method=settings.calibration_method)
     if args.json:
         _write(json.dumps(result, indent=2))
         return 0

@@ -153,11 +153,13 @@ def calibrate_model(
     flip_tta: bool = True,
     assume_unseen: bool = False,
     validation_limits: dict | None = None,
+    method: str = Settings.calibration_method,
 ) -> dict:
     """Register a copy of a version with a calibration table fitted on faces it never saw.
 
     For versions trained elsewhere (imported) or calibrated on too few faces: 70 % of the
-    folder's usable faces (by content hash) fit the table, the other 30 % measure it. Versions
+    folder's usable faces (by content hash) fit the table (`method`: see
+    `model.evaluation.calibration_methods`), the other 30 % measure it. Versions
     are immutable, so the result is a NEW version (same model file, `calibrated_from` in its
     config) that goes through `promote` like any other.
 
@@ -199,7 +201,7 @@ def calibrate_model(
               "calibrated_from": version.version}
     try:
         calibration = fit_calibration(true[fit], pred[fit], legal_age=legal_age,
-                                      coverage=coverage, source=source)
+                                      coverage=coverage, method=method, source=source)
     except ValueError as exc:
         raise UserError(f"{faces_dir}: {exc} (70 % of the usable faces fit the table)") from None
     if (~fit).sum() < 20:
