@@ -83,6 +83,15 @@ def goals_met(figures: dict) -> dict:
     }
 
 
+def _max_abs_z(reliability: list[dict]) -> float | None:
+    """Largest |observed - mean p| in binomial standard errors over bins with >= 20 faces:
+    about 2 or less is what sampling alone gives a calibrated p over ~8 bins."""
+    z = [abs(r["observed_minor_share"] - r["mean_p"])
+         / max((r["mean_p"] * (1 - r["mean_p"]) / r["n"]) ** 0.5, 1e-9)
+         for r in reliability if r["n"] >= 20]
+    return round(max(z), 2) if z else None
+
+
 def measure(method: str, neighbours: int, fit: tuple, check: tuple) -> dict:
     """Fit on `fit`, measure on `check`: the summary figures and the goals."""
     from model.evaluation.calibration import evaluate_calibration, fit_calibration
@@ -103,6 +112,7 @@ def measure(method: str, neighbours: int, fit: tuple, check: tuple) -> dict:
         "brier": round(figures["brier"], 5), "brier_base_rate": round(figures["brier_base_rate"], 5),
         "reliability": figures["reliability"], "reliability_worst_gap": figures[
             "reliability_worst_gap"],
+        "reliability_max_abs_z": _max_abs_z(figures["reliability"]),
         "goals": goals, "all_goals_met": all(goal["met"] for goal in goals.values()),
         "fit_seconds": round(fit_s, 3),
     }
@@ -112,6 +122,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="registry version (or model path) to predict with; "
                         f"without it, read {PREDICTIONS.name}")
+    parser.add_argument("--predictions", type=Path, default=PREDICTIONS,
+                        help="saved (true, estimated) ages per split, written with --model")
     parser.add_argument("--out", type=Path, default=RESULTS / "calibration_methods.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -120,8 +132,8 @@ def main() -> int:
         predictions = predict_splits(args.model)
         predictions["predict_seconds"] = round(time.perf_counter() - started, 1)
         predictions["load_average"] = [round(x, 2) for x in load_before]
-        PREDICTIONS.write_text(json.dumps(predictions))
-    predictions = json.loads(PREDICTIONS.read_text())
+        args.predictions.write_text(json.dumps(predictions))
+    predictions = json.loads(args.predictions.read_text())
     splits = {name: (np.asarray(predictions[name]["true"]), np.asarray(predictions[name]["pred"]))
               for name in ("valid", "test")}
     results = []
@@ -155,7 +167,8 @@ def main() -> int:
         sys.stdout.write(f"{row['method']:>13} k={row['neighbours']:<3} fit {row['fitted_on']:>5}"
                          f": coverage {row['coverage']:.3f}, 13-17 {band:.3f}, worst gap "
                          f"{gap if gap is None else round(gap, 3)}, width "
-                         f"{row['mean_width_years']}, brier {row['brier']}, goals "
+                         f"{row['mean_width_years']}, max |z| {row['reliability_max_abs_z']}, "
+                         f"brier {row['brier']}, goals "
                          f"{'MET' if row['all_goals_met'] else 'not met'}\n")
     return 0
 
