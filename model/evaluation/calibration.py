@@ -45,7 +45,7 @@ CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1
 DEFAULT_COVERAGE = 0.8
 # Held-out faces behind each local error distribution, per method (bench_calibration.py).
-DEFAULT_NEIGHBOURS = {"true_age": 100, "predicted_age": 200}
+DEFAULT_NEIGHBOURS = {"true_age": 60, "predicted_age": 200}
 MIN_PAIRS = 50  # fewer held-out faces than this calibrate nothing honestly
 GRID_STEP = 0.5  # years between grid points of estimated age
 GRID_TOP = 100.0  # estimates above the grid use its last point's offsets

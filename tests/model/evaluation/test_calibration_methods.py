@@ -70,6 +70,6 @@ def test_unknown_method_refused():
 def test_method_recorded_in_the_table():
     true, pred = _over_aging_model(500, seed=6)
     table = fit_calibration(true, pred, legal_age=18).to_dict()
-    assert table["method"] == "true_age" and table["neighbours"] == 100
+    assert table["method"] == "true_age" and table["neighbours"] == 60
     assert fit_calibration(true, pred, legal_age=18, method="predicted_age").to_dict()[
         "method"] == "predicted_age"
