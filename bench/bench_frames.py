@@ -307,7 +307,7 @@ def main() -> int:
 
     settings = load_settings()
     faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
-    version = ModelRegistry(args.registry or settings.registry_root).resolve(args.model)
+    version = ModelRegistry(args.registry or settings.registry_store).resolve(args.model)
     model = (version.version, str(version.model_path), version.image_size)
     stores, per_store = (1, 40) if args.quick else (2, 100)
     test_faces = load_test_faces(faces_dir, settings.cache_dir)

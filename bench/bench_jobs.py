@@ -86,9 +86,9 @@ def pick_models(workdir: Path) -> list[tuple[str, str, int, str]]:
     settings = load_settings()
     models = []
     try:
-        version = ModelRegistry(settings.registry_root).resolve("production")
+        version = ModelRegistry(settings.registry_store).resolve("production")
         models.append((str(version.model_path), version.version, version.image_size,
-                       f"registry production {version.version} ({settings.registry_root})"))
+                       f"registry production {version.version} ({settings.registry_store})"))
     except UserError:
         pass
     path = workdir / "untrained-mobilenet_v2-160.keras"

@@ -15,7 +15,7 @@ import pytest
 from airflow.models import DagBag
 
 from jobs.cli import training
-from jobs.cli.training import EXIT_GATE_REFUSED
+from jobs.cli.registry import EXIT_GATE_REFUSED
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 

@@ -125,7 +125,7 @@ def test_too_few_faces_is_a_user_error(small_faces_dir: Path, tmp_path: Path) ->
 
     with pytest.raises(UserError, match="too few usable faces"):
         train_model(small_faces_dir, train_config(Settings(), "quick", limit=10),
-                    cache_dir=tmp_path, registry_root=None)
+                    cache_dir=tmp_path, registry_store=None)
 
 
 def test_precision_policy_follows_the_device() -> None:
