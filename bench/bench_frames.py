@@ -1,4 +1,4 @@
-"""Benchmark of checkout frames (issue 10), side by side in one run.
+"""Benchmark of checkout frames, side by side in one run.
 
 1. Crop geometry: where MTCNN puts the face box (a) in the faces set's own crops (training
    faces) and (b) on test faces pasted into simulated frames, relative to the pasted crop: the
@@ -299,8 +299,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
 
-    from jobs.daily.landing import load_test_faces, write_day
     from jobs.simulator.frames import frame_faces, render_frame
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
     from model.lifecycle.registry import ModelRegistry

@@ -1,4 +1,4 @@
-"""Benchmark of the daily Spark jobs (issue 3), side by side in one run.
+"""Benchmark of the daily Spark jobs, side by side in one run.
 
 1. Scoring throughput: the score job (`jobs.daily.score_photos.run` in a warm local Spark session:
    binaryFile -> decode UDF -> predict_batch_udf -> Parquet) against a plain in-process Keras
@@ -223,8 +223,8 @@ def main() -> int:
     os.environ.setdefault("KERAS_HOME", str(PROJECT.parent / "shared" / "keras"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from jobs.daily.landing import load_test_faces, write_day
     from jobs.daily.spark import build_spark
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
 

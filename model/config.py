@@ -13,7 +13,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-# Age bands used to report model error (issue 2): lower bound inclusive, upper exclusive.
+# Age bands used to report model error: lower bound inclusive, upper exclusive.
 EVAL_BANDS: tuple[tuple[str, int, int], ...] = (
     ("<13", 0, 13),
     ("13-17", 13, 18),
@@ -29,7 +29,7 @@ EVAL_BANDS: tuple[tuple[str, int, int], ...] = (
 # this age, 18-24) and older adults (this age and over), whose flags cost more goodwill.
 YOUNG_ADULT_UNTIL = 25
 
-# Age groups used in retail reports (domain.md).
+# Age groups used in retail reports (the chain's segments).
 AGE_GROUPS: tuple[tuple[str, int, int], ...] = (
     ("under 18", 0, 18),
     ("18-24", 18, 25),
@@ -107,7 +107,7 @@ class Settings:
     score_batch_size: int = 64
     legal_age: int = 18
     challenge_age: int = 25
-    # "Minor" tiers of a flag's calibrated P(age < legal_age) (model/evaluation/calibration.py, issue 12).
+    # "Minor" tiers of a flag's calibrated P(age < legal_age) (model/evaluation/calibration.py).
     likely_minor_p: float = 0.5  # at least this: "likely minor"
     possible_minor_p: float = 0.2  # at least this: "possible minor"; below: "probably adult"
     calibration_coverage: float = 0.8  # central share of the age_low..age_high interval

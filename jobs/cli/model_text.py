@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from model.config import Settings
+
 
 def write(text: str) -> None:
     """Print one line of a command's result on stdout."""
@@ -31,7 +33,8 @@ def metrics_lines(metrics: dict) -> list[str]:
     if metrics.get("by_gender"):
         lines.append("by gender: " + ", ".join(f"{g} {fmt(row['mae'])} (n={row['n']})"
                                               for g, row in metrics["by_gender"].items()))
-    legal, challenge = metrics.get("legal_age", 18), metrics.get("challenge_age", 25)
+    legal = metrics.get("legal_age", Settings.legal_age)
+    challenge = metrics.get("challenge_age", Settings.challenge_age)
     lines.append(  # versions trained before the ages were recorded lack these keys
         f"minors (n={metrics['n_minors']}) estimated {legal}+: "
         f"{pct(metrics.get('minors_pred_ge_legal'))}, {challenge}+: "

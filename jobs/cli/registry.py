@@ -138,8 +138,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Undo the last promotion (repeatable down the promotion history).")
     rollback.set_defaults(handler=run_rollback)
 
-
-
     migrate = subparsers.add_parser(
         "migrate-registry", help="import an old file registry into MLflow",
         description="Import every version of a file registry (versions/vNNNN/ with model.keras, "

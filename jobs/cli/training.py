@@ -165,7 +165,7 @@ def _policy_line(curve: dict | None, challenge_age: int) -> str:
 
 
 def _calibration_line(figures: dict | None) -> str:
-    """One line of calibration figures (issue 12); says so when the version has none."""
+    """One line of calibration figures; says so when the version has none."""
     if not figures:
         return "calibration: none (this version has no calibration.json)"
     return (f"calibration: {pct(figures['coverage_target'])} intervals covered "

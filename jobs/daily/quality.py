@@ -6,12 +6,11 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from model.serving.reasons import DETECTOR_REASONS, NO_FACE
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-NO_FACE = "no_face"
-# Verdicts of the face detector: a frame quarantined with one of these was a frame it looked at.
-DETECTOR_REASONS = (NO_FACE, "face_too_small", "detection_failed")
 
 
 def no_face_rate() -> Column:

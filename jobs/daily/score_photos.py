@@ -1,7 +1,7 @@
 """Job 1: score one day's checkout photos with the production age model.
 
     <venv>/bin/spark-submit --master 'local[*]' jobs/daily/score_photos.py --date 2026-03-14 \
-        --root var/data --registry var/registry --model production
+        --root var/data --registry var/mlflow --model production
 
 (`checkout-age score` builds exactly this command; Airflow's SparkSubmitOperator runs the same
 file with the same arguments.) Reads `ROOT/landing/date=D/photos/**` with the `binaryFile`
@@ -197,6 +197,7 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     p_under_legal_age; without one (older versions) those columns are NULL. `model_run_id`
     (the MLflow run behind `model_version`) goes into every scored row.
     """
+    from jobs.contract import PHOTO_QUARANTINE, PHOTO_SCORES
     from jobs.daily import photos
     from jobs.daily.csv_lines import read_csv_lines
     from jobs.daily.pause_points import pause_point
@@ -236,8 +237,8 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
         }
         log.info("decoded and scored in %.1f s", time.perf_counter() - started)
         write_partition(photos.photo_scores(scored, model_version, calibration, model_run_id),
-                        root, "photo_scores", run_date)
-        write_partition(photos.photo_quarantine(scored), root, "photo_quarantine", run_date)
+                        root, PHOTO_SCORES, run_date)
+        write_partition(photos.photo_quarantine(scored), root, PHOTO_QUARANTINE, run_date)
     finally:
         scored.unpersist()
     counts = {"date": run_date, "model_version": model_version, "model_run_id": model_run_id,

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1
-DEFAULT_COVERAGE = 0.8
+DEFAULT_COVERAGE = Settings.calibration_coverage
 # Held-out faces behind each local error distribution, per method (bench_calibration.py).
 DEFAULT_NEIGHBOURS = {"true_age": 100, "predicted_age": 200}
 MIN_PAIRS = 50  # fewer held-out faces than this calibrate nothing honestly

@@ -5,7 +5,7 @@ card.md, plots/*.png, calibration.json, training_images.txt) and `aliases/produc
 ({"version": ..., "previous": [...]}). Each version becomes a new MLflow version, oldest
 first, with its files unchanged and the tag `migrated_from` (`DIR:vNNNN`); production then
 points at the import of the old production, with the old rollback stack mapped onto the new
-ids. A version already imported from the same folder is skipped, so a rerun is harmless.
+ids, unless MLflow already has a production (a promotion or rollback since wins). A version already imported from the same folder is skipped, so a rerun is harmless.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def _migrated(registry: ModelRegistry) -> list[dict]:
 
 
 def _migrate_alias(directory: Path, registry: ModelRegistry, mapping: dict) -> str | None:
-    """Point production at the import of the old production (its stack mapped too)."""
+    """Point production at the import of the old production (its stack mapped too), unless
+    the registry has a production already; returns the production afterwards."""
     alias = _read(directory / "aliases" / "production")
     old = alias.get("version")
     if not old:
@@ -87,8 +88,8 @@ def _migrate_alias(directory: Path, registry: ModelRegistry, mapping: dict) -> s
         raise UserError(f"{directory}: production {old} is not among its versions")
     new = mapping[old]
     current = registry.production()
-    if current is not None and current.version == new:
-        return new
+    if current is not None:  # MLflow already has a production (set since): never move it here
+        return current.version
     registry.set_production(new, [mapping[v] for v in alias.get("previous", []) if v in mapping],
                             "migrate")
     return new

@@ -181,7 +181,7 @@ def test_calibrate_registers_a_calibrated_copy_and_evaluate_reports_its_figures(
     monkeypatch.setenv("MODEL_REGISTRY", str(root))
     monkeypatch.setenv("CHECKOUT_AGE_CACHE_DIR", str(tmp_path / "cache"))
     # The smoke model's validation split (~30 faces) is too small to calibrate at training.
-    assert not (root / "versions" / "v0001" / "calibration.json").exists()
+    assert not (ModelRegistry(root).resolve("v0001").path / "calibration.json").exists()
     assert cli_main(["model", "evaluate", "--model", "v0001", "--faces", str(small_faces_dir),
                      "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["calibration"] is None
