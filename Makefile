@@ -7,13 +7,14 @@ FACES_DIR ?= $(abspath ../shared/faces)
 KERAS_HOME ?= $(abspath ../shared/keras)
 export FACES_DIR KERAS_HOME
 
-.PHONY: setup setup-test demo test lint airflow bench clean
+.PHONY: setup setup-test demo test lint airflow mlflow bench clean
 
 $(UV):
 	$(PYTHON) -m venv .venv-tools
 	.venv-tools/bin/pip install -q uv==$(UV_VERSION)
 
-# Jobs venv: TensorFlow, Keras, PySpark and the checkout-age CLI (stack-notes: no Airflow here).
+# Jobs venv: TensorFlow, Keras, PySpark, MLflow and the checkout-age CLI. No Airflow here: its
+# Spark provider (pyspark-client) and pyspark overwrite each other's files in one venv.
 .venv/.installed: $(UV) requirements/jobs.txt pyproject.toml
 	$(UV) venv -q --allow-existing --python $(PYTHON) .venv
 	VIRTUAL_ENV=.venv $(UV) pip install -q -r requirements/jobs.txt
@@ -43,6 +44,13 @@ demo: setup
 AIRFLOW_HOST ?= 127.0.0.1
 airflow: setup
 	AIRFLOW_HOST=$(AIRFLOW_HOST) bash scripts/airflow.sh
+
+# MLflow UI (runs, model versions, the production alias) on the embedded store until Ctrl-C.
+# It listens on 127.0.0.1 only; `make mlflow MLFLOW_HOST=0.0.0.0` opens it to the network.
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+mlflow: setup
+	MLFLOW_HOST=$(MLFLOW_HOST) MLFLOW_PORT=$(MLFLOW_PORT) bash scripts/mlflow.sh
 
 lint: setup
 	.venv/bin/ruff check .

@@ -118,6 +118,27 @@ def measure(method: str, neighbours: int, fit: tuple, check: tuple) -> dict:
     }
 
 
+def markdown(out: dict) -> str:
+    """docs/model.md's table of the methods from a results file."""
+    lines = ["| method | k | fitted on -> measured on | coverage | 13-17 | <13 | 18-24 | 65+ | "
+             "mean width | worst reliability gap (bin, n) | max abs z | Brier | goals |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |"]
+    for r in out["results"]:
+        band = r["coverage_by_band"]
+        gap = r["reliability_worst_gap"]
+        lines.append(
+            f"| `{r['method']}` | {r['neighbours']} | {r['fitted_on']} -> {r['measured_on']} | "
+            f"{100 * r['coverage']:.1f} % | " + " | ".join(
+                f"{100 * band[b]['coverage']:.1f} %" for b in ("13-17", "<13", "18-24", "65+"))
+            + f" | {r['mean_width_years']:.1f} | "
+            + (f"{gap['gap']:.3f} ({gap['p_from']:.1f}, {gap['n']})" if gap else "-")
+            + f" | {r['reliability_max_abs_z']} | {r['brier']:.4f} | "
+            + ("all met" if r["all_goals_met"] else ", ".join(
+                name for name, goal in r["goals"].items() if not goal["met"]) + " not met")
+            + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="registry version (or model path) to predict with; "
@@ -125,7 +146,12 @@ def main() -> int:
     parser.add_argument("--predictions", type=Path, default=PREDICTIONS,
                         help="saved (true, estimated) ages per split, written with --model")
     parser.add_argument("--out", type=Path, default=RESULTS / "calibration_methods.json")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print docs/model.md's table from --out and stop")
     args = parser.parse_args()
+    if args.markdown:
+        sys.stdout.write(markdown(json.loads(args.out.read_text())) + "\n")
+        return 0
     load_before = os.getloadavg()
     if args.model:
         started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Benchmark: the score job's throughput with the calibration columns vs without (issue 12).
+"""Benchmark: the score job's throughput with the calibration columns vs without.
 
 Runs the real score job (`jobs.daily.score_photos.run`, warm local Spark session) on the same
 simulated day of photos, alternating runs without a calibration table (age_low, age_high and
@@ -67,8 +67,8 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from jobs.daily import score_photos
-    from jobs.daily.landing import load_test_faces, write_day
     from jobs.daily.spark import build_spark
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
     from model.serving.net import build_age_model

@@ -1,4 +1,4 @@
-"""Benchmark of checkout frames (issue 10), side by side in one run.
+"""Benchmark of checkout frames, side by side in one run.
 
 1. Crop geometry: where MTCNN puts the face box (a) in the faces set's own crops (training
    faces) and (b) on test faces pasted into simulated frames, relative to the pasted crop: the
@@ -299,15 +299,15 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
 
-    from jobs.daily.landing import load_test_faces, write_day
     from jobs.simulator.frames import frame_faces, render_frame
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
     from model.lifecycle.registry import ModelRegistry
 
     settings = load_settings()
     faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
-    version = ModelRegistry(args.registry or settings.registry_root).resolve(args.model)
+    version = ModelRegistry(args.registry or settings.registry_store).resolve(args.model)
     model = (version.version, str(version.model_path), version.image_size)
     stores, per_store = (1, 40) if args.quick else (2, 100)
     test_faces = load_test_faces(faces_dir, settings.cache_dir)

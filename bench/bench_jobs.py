@@ -1,4 +1,4 @@
-"""Benchmark of the daily Spark jobs (issue 3), side by side in one run.
+"""Benchmark of the daily Spark jobs, side by side in one run.
 
 1. Scoring throughput: the score job (`jobs.daily.score_photos.run` in a warm local Spark session:
    binaryFile -> decode UDF -> predict_batch_udf -> Parquet) against a plain in-process Keras
@@ -86,9 +86,9 @@ def pick_models(workdir: Path) -> list[tuple[str, str, int, str]]:
     settings = load_settings()
     models = []
     try:
-        version = ModelRegistry(settings.registry_root).resolve("production")
+        version = ModelRegistry(settings.registry_store).resolve("production")
         models.append((str(version.model_path), version.version, version.image_size,
-                       f"registry production {version.version} ({settings.registry_root})"))
+                       f"registry production {version.version} ({settings.registry_store})"))
     except UserError:
         pass
     path = workdir / "untrained-mobilenet_v2-160.keras"
@@ -223,8 +223,8 @@ def main() -> int:
     os.environ.setdefault("KERAS_HOME", str(PROJECT.parent / "shared" / "keras"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from jobs.daily.landing import load_test_faces, write_day
     from jobs.daily.spark import build_spark
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
 

@@ -9,7 +9,7 @@
 3. Retention over 30 landed days: time to purge the photos of the days older than the window, what
    is left, and the time of a rerun (nothing left to delete).
 
-Crop days (face crops as photo files): the frames format (issue 10) is not measured here. The
+Crop days (face crops as photo files): the frames format is not measured here. The
 machine is shared: the load average is recorded before and after. Results:
 bench/results/bench_load.json.
 
@@ -70,7 +70,7 @@ def submit(job: str, *args: str) -> list[str]:
 def simulate(faces, root: Path, run_date: str, stores: int, receipts_per_store: int,
              photos: int | None, seed: int = 1) -> dict:
     """Write one simulated crop day, its photos thinned to `photos` (all when None)."""
-    from jobs.daily.landing import write_day
+    from jobs.simulator.landing import write_day
     from jobs.simulator.simulate import simulate_day
 
     started = time.perf_counter()
@@ -157,8 +157,8 @@ def main() -> int:
         stores, per_store, photos_big, photos_small = 5, 400, 1000, 100
         retention_days, retention_stores, retention_per_store = 10, 1, 30
 
-    from jobs.daily.landing import load_test_faces
     from jobs.daily.spark import launch_env
+    from jobs.simulator.landing import load_test_faces
     from model.config import load_settings
 
     settings = load_settings()

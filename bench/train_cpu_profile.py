@@ -77,7 +77,7 @@ def main() -> None:
     sampler.start()
     started, cpu_started = time.perf_counter(), os.times()
     result = train_model(settings.faces_dir, config, cache_dir=settings.cache_dir,
-                         registry_root=registry, max_mae=settings.gate_max_mae,
+                         registry_store=registry, max_mae=settings.gate_max_mae,
                          tolerance=settings.gate_tolerance,
                          command=f"checkout-age model train --profile {args.profile}",
                          max_minutes=settings.train_max_minutes)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from model.config import Settings
+from model.data.split import SPLITS
 from model.evaluation.metrics import age_metrics
 from model.serving.images import decode_face
 from model.serving.predict import predict_ages
@@ -107,7 +108,7 @@ def main() -> None:
     rows, images = load_pack(args.pack, args.size, args.limit)
     decode_s = time.perf_counter() - started
     ages = rows["real_age"].to_numpy(dtype=np.float32)
-    part = {name: (rows["split"] == name).to_numpy() for name in ("train", "valid", "test")}
+    part = {name: (rows["split"] == name).to_numpy() for name in SPLITS}
     print(f"decoded {len(rows)} images at {args.size} px in {decode_s:.1f} s; "
           f"train {part['train'].sum()}, valid {part['valid'].sum()}, test {part['test'].sum()}; "
           f"device {_device()}", flush=True)

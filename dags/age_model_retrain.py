@@ -40,7 +40,7 @@ CLI = f"{VENV}/bin/checkout-age"
 TRAIN_QUEUE = os.environ.get("CHECKOUT_AGE_TRAIN_QUEUE", "default")  # "gpu" on a GPU worker
 TRAIN_TIMEOUT = timedelta(hours=3)
 TRAIN_MINUTES = int(TRAIN_TIMEOUT.total_seconds() // 60) - 10  # 10 min for start-up and saving
-GATE_REFUSED = 4  # `model promote`'s exit status for a refusal (jobs/cli/training.py)
+GATE_REFUSED = 4  # `model promote`'s exit status for a refusal (jobs/cli/registry.py)
 PRODUCTION_MODEL = Asset(name="age_model_production", uri="checkout-age://registry/production")
 NAME = r"^[a-z0-9_]+$"  # a profile or backbone name: safe on a command line (the CLI checks it)
 # Templates, rendered when a task runs. A Param left empty adds no flag: the setting applies.

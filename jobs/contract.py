@@ -71,7 +71,7 @@ MAX_TOTAL_RUB = 100_000_000.0  # receipt total
 SCHEMAS: dict[str, pa.Schema] = {
     PHOTO_SCORES: pa.schema([
         ("photo_id", _S), ("store_id", _S), ("lane_id", _I), ("captured_at", _TS),
-        ("age_pred_years", _D), ("age_group", _S), ("model_version", _S),
+        ("age_pred_years", _D), ("age_group", _S), ("model_version", _S), ("model_run_id", _S),
         ("age_low", _D), ("age_high", _D), ("p_under_legal_age", _D),
         ("faces_found", _I), ("face_x", _I), ("face_y", _I), ("face_w", _I), ("face_h", _I),
         ("face_confidence", _D),
@@ -120,7 +120,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         *[(name, _L) for name in RUN_QUALITY_COUNTS],
         ("match_rate", _D), ("no_face_rate", _D), ("median_face_px", _D),
         ("age_pred_p10", _D), ("age_pred_p50", _D), ("age_pred_p90", _D),
-        ("age_group_counts", _S), ("model_version", _S), ("match_window_s", _I),
+        ("age_group_counts", _S), ("model_version", _S), ("model_run_id", _S),
+        ("match_window_s", _I),
         ("challenge_age", _I),
     ]),
 }

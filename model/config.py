@@ -1,7 +1,7 @@
 """All configuration in one place.
 
-`Settings` is built once from environment variables (`CHECKOUT_AGE_*`, plus `MODEL_REGISTRY`
-and `FACES_DIR`) over the defaults below. This is the only module that reads `os.environ`;
+`Settings` is built once from environment variables (`CHECKOUT_AGE_*`, plus `MODEL_REGISTRY`,
+`MLFLOW_TRACKING_URI` and `FACES_DIR`) over the defaults below. This is the only module that reads `os.environ`;
 everything below a command's entry point takes plain values, not `Settings`.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-# Age bands used to report model error (issue 2): lower bound inclusive, upper exclusive.
+# Age bands used to report model error: lower bound inclusive, upper exclusive.
 EVAL_BANDS: tuple[tuple[str, int, int], ...] = (
     ("<13", 0, 13),
     ("13-17", 13, 18),
@@ -29,7 +29,7 @@ EVAL_BANDS: tuple[tuple[str, int, int], ...] = (
 # this age, 18-24) and older adults (this age and over), whose flags cost more goodwill.
 YOUNG_ADULT_UNTIL = 25
 
-# Age groups used in retail reports (domain.md).
+# Age groups used in retail reports (the chain's segments).
 AGE_GROUPS: tuple[tuple[str, int, int], ...] = (
     ("under 18", 0, 18),
     ("18-24", 18, 25),
@@ -75,7 +75,10 @@ class Settings:
 
     home: Path = PROJECT_ROOT / "var"
     data_root: str = str(PROJECT_ROOT / "var" / "data")
-    registry_root: Path = PROJECT_ROOT / "var" / "registry"
+    # The MLflow store of runs and versions: the embedded one in this folder (SQLite +
+    # artifacts), unless `tracking_uri` names a shared tracking server (model/lifecycle/store.py).
+    registry_root: Path = PROJECT_ROOT / "var" / "mlflow"
+    tracking_uri: str | None = None
     cache_dir: Path = PROJECT_ROOT / "var" / "cache"
     faces_dir: Path | None = None
     seed: int = 1337
@@ -104,7 +107,7 @@ class Settings:
     score_batch_size: int = 64
     legal_age: int = 18
     challenge_age: int = 25
-    # "Minor" tiers of a flag's calibrated P(age < legal_age) (model/evaluation/calibration.py, issue 12).
+    # "Minor" tiers of a flag's calibrated P(age < legal_age) (model/evaluation/calibration.py).
     likely_minor_p: float = 0.5  # at least this: "likely minor"
     possible_minor_p: float = 0.2  # at least this: "possible minor"; below: "probably adult"
     calibration_coverage: float = 0.8  # central share of the age_low..age_high interval
@@ -126,6 +129,20 @@ class Settings:
     min_face_confidence: float = 0.90  # detections below this are not faces
     max_no_face_rate: float = 0.5  # check-quality fails a day whose frames have no face above it
 
+    @property
+    def registry_store(self) -> str:
+        """What `ModelRegistry` opens: the tracking URI when set, else the embedded folder."""
+        return self.tracking_uri or str(self.registry_root)
+
+    def decode_limits(self) -> dict:
+        """The image decoder's limits (`model.serving.images.open_image` keywords)."""
+        return {"min_side": self.min_side_px, "max_side": self.max_side_px,
+                "max_pixels": self.max_pixels}
+
+    def validation_limits(self) -> dict:
+        """`model.data.dataset.validate_dataset` keyword limits: label ages and the decoder's."""
+        return {"min_age": self.min_age, "max_age": self.max_age, **self.decode_limits()}
+
     def with_overrides(self, **changes: object) -> Settings:
         """Copy with some fields replaced (used by command-line flags)."""
         return replace(self, **changes)
@@ -143,7 +160,8 @@ def load_settings() -> Settings:
     changes: dict[str, object] = {
         "home": home,
         "data_root": _env("CHECKOUT_AGE_DATA_ROOT") or str(home / "data"),
-        "registry_root": Path(_env("MODEL_REGISTRY") or home / "registry"),
+        "registry_root": Path(_env("MODEL_REGISTRY") or home / "mlflow"),
+        "tracking_uri": _env("MLFLOW_TRACKING_URI"),
         "cache_dir": Path(_env("CHECKOUT_AGE_CACHE_DIR") or home / "cache"),
     }
     faces = _env("FACES_DIR")
@@ -185,3 +203,9 @@ def load_settings() -> Settings:
         if raw is not None:
             changes[name] = raw
     return replace(base, **changes)
+
+
+def disable_mlflow_telemetry() -> None:
+    """MLflow 3 sends usage telemetry to the internet unless told not to; this system never
+    calls out (and a machine without internet waits on it), so the default is off."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -1,9 +1,9 @@
 # Environment of the embedded Airflow: `source scripts/airflow_env.sh` (used by demo.sh, airflow.sh).
 #
 # Local default: SQLite metadata DB and logs under var/airflow, DAGs from dags/, Spark local[*],
-# data under var/data, model registry under var/registry. Every value already set in the caller's
-# environment wins, so the same DAGs run against a cluster by exporting other values first
-# (docs/running-at-scale.md).
+# data under var/data, runs and the model registry in the MLflow store var/mlflow. Every value
+# already set in the caller's environment wins, so the same DAGs run against a cluster by
+# exporting other values first (docs/running-at-scale.md).
 
 _project_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CHECKOUT_AGE_PROJECT_DIR="${CHECKOUT_AGE_PROJECT_DIR:-$_project_dir}"
@@ -33,11 +33,13 @@ if [[ -z "${AIRFLOW_CONN_SPARK_DEFAULT:-}" ]]; then
 fi
 export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
 
-# The jobs (jobs venv): data root and registry, read by the checkout-age commands (model/config.py)
+# The jobs (jobs venv): data root and the MLflow store (runs + model registry; MLFLOW_TRACKING_URI
+# points every command at a shared server instead), read by the checkout-age commands (model/config.py)
 # and by the DAGs through the Airflow Variables below.
 export CHECKOUT_AGE_JOBS_VENV="${CHECKOUT_AGE_JOBS_VENV:-$CHECKOUT_AGE_PROJECT_DIR/.venv}"
 export CHECKOUT_AGE_DATA_ROOT="${CHECKOUT_AGE_DATA_ROOT:-$CHECKOUT_AGE_PROJECT_DIR/var/data}"
-export MODEL_REGISTRY="${MODEL_REGISTRY:-$CHECKOUT_AGE_PROJECT_DIR/var/registry}"
+export MODEL_REGISTRY="${MODEL_REGISTRY:-$CHECKOUT_AGE_PROJECT_DIR/var/mlflow}"
+export MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}"  # MLflow never calls out
 export AIRFLOW_VAR_CHECKOUT_AGE_DATA_ROOT="${AIRFLOW_VAR_CHECKOUT_AGE_DATA_ROOT:-$CHECKOUT_AGE_DATA_ROOT}"
 if [[ -n "${FACES_DIR:-}" ]]; then
     export AIRFLOW_VAR_CHECKOUT_AGE_FACES_DIR="${AIRFLOW_VAR_CHECKOUT_AGE_FACES_DIR:-$FACES_DIR}"

@@ -2,9 +2,11 @@
 # `make demo` (after `make setup`): the whole system on this machine, through Airflow.
 #
 #   1. Airflow's metadata DB under var/airflow (SQLite; created once).
-#   2. A production age model: reused if the registry has one, else the `age_model_retrain` DAG
-#      trains one with the `quick` training profile (the CPU profile's feature cache on a
-#      3,000-face subset at 128 px), printing one line per epoch with the time left.
+#   2. A production age model: reused if the MLflow registry (var/mlflow) has one (an older file
+#      registry in var/registry is imported first), else the `age_model_retrain` DAG trains one
+#      with the `quick` training profile (the CPU profile's feature cache on a 3,000-face subset
+#      at 128 px), printing one line per epoch with the time left. Its train, evaluate and
+#      promotion are MLflow runs and the `production` alias: `make mlflow` shows them.
 #   3. A few simulated checkout days in the landing zone (var/data/landing).
 #   4. The `checkout_age_daily` DAG for each day (`airflow dags test`): sensor, Spark scoring and
 #      reports, data-quality check, retention.
@@ -61,7 +63,12 @@ step "Airflow metadata DB: $AIRFLOW_HOME"
 "$AIRFLOW" db migrate >"$LOGS/db-migrate.log" 2>&1 || failed "airflow db migrate" "$LOGS/db-migrate.log"
 echo "ready"
 
-step "Age model (registry: $MODEL_REGISTRY)"
+step "Age model (MLflow store: ${MLFLOW_TRACKING_URI:-$MODEL_REGISTRY})"
+OLD_REGISTRY="$PWD/var/registry"  # the file registry of earlier checkouts
+if [[ -z "${MLFLOW_TRACKING_URI:-}" && -d "$OLD_REGISTRY/versions" ]] && ! production_version >/dev/null; then
+    echo "importing the old file registry $OLD_REGISTRY into MLflow ..."
+    "$CLI" model migrate-registry "$OLD_REGISTRY"
+fi
 if version="$(production_version)"; then
     echo "reusing production model $version (delete $MODEL_REGISTRY to retrain)"
 else
@@ -142,7 +149,8 @@ report tables   $CHECKOUT_AGE_DATA_ROOT/reports/<table>/date=YYYY-MM-DD/*.parque
                 ($(ls "$CHECKOUT_AGE_DATA_ROOT/reports" | tr '\n' ' '))
 HTML report     $html
 landing zone    $CHECKOUT_AGE_DATA_ROOT/landing/date=YYYY-MM-DD/
-model registry  $MODEL_REGISTRY   (.venv/bin/checkout-age model list)
+runs + models   ${MLFLOW_TRACKING_URI:-$MODEL_REGISTRY}   (.venv/bin/checkout-age model list)
+MLflow UI       make mlflow   (http://127.0.0.1:5000: experiment checkout-age, model checkout-age@production)
 Airflow logs    $AIRFLOW_HOME/logs   demo logs: $LOGS
 more queries    .venv/bin/checkout-age query --help
 Airflow UI      make airflow

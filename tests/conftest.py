@@ -76,7 +76,7 @@ def trained_registry(small_faces_dir: Path, tmp_path_factory: pytest.TempPathFac
     config = train_config(Settings(), "gpu", size=SMOKE_MODEL_SIZE, head_epochs=2, epochs=1,
                           batch_size=32)
     result = train_model(small_faces_dir, config, cache_dir=tmp_path_factory.mktemp("cache"),
-                         registry_root=root)
+                         registry_store=root)
     promotion = ModelRegistry(root).promote(result.version, max_mae=100.0)
     assert promotion.promoted, promotion.reason
     return root

@@ -340,7 +340,7 @@ def write_report(root: str | Path, run_date: str, out: str | Path | None = None,
     checked = check_root(root)
     data = load_day(DuckDBEngine(checked), day, **tiers)
     model = data.quality.get("model_version")
-    curve, missing = model_policy_curve(settings.registry_root, model)
+    curve, missing = model_policy_curve(settings.registry_store, model)
     policy = policy_statement(data.quality.get("challenge_age"), legal_age=settings.legal_age,
                               setting=settings.challenge_age, model=str(model or "unknown"),
                               curve=curve, missing=missing)

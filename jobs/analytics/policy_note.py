@@ -9,8 +9,6 @@ reads the day's flags knowing what the rule misses and whom it bothers.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from model.errors import UserError
 from model.evaluation.policy import describe_age_rule, rule_row
 
@@ -19,15 +17,21 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
-def model_policy_curve(registry_root: Path, version: str | None) -> tuple[dict | None, str | None]:
-    """(policy curve of `version`'s test split, None) or (None, why there is none)."""
-    from model.lifecycle.registry import ModelRegistry
+def model_policy_curve(registry_store: str, version: str | None) -> tuple[dict | None, str | None]:
+    """(policy curve of `version`'s test split, None) or (None, why there is none).
 
+    `registry_store` is what `ModelRegistry` opens (`Settings.registry_store`). A registry
+    that cannot be read leaves the cost unknown, with the reason, rather than no report.
+    """
     if not version:
         return None, "the day's scoring model is not recorded"
+    from mlflow.exceptions import MlflowException
+
+    from model.lifecycle.registry import ModelRegistry
+
     try:
-        found = ModelRegistry(registry_root).resolve(version)
-    except UserError as exc:
+        found = ModelRegistry(registry_store).resolve(version)
+    except (UserError, MlflowException, OSError) as exc:
         return None, f"model {version} is not in the registry ({exc})"
     curve = (found.metrics.get("test") or {}).get("policy_curve")
     if not curve:

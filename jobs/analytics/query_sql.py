@@ -20,6 +20,7 @@ from typing import Any
 
 from model.config import AGE_GROUPS, Settings
 from model.errors import UserError
+from model.serving.reasons import DETECTOR_REASONS
 
 AGE_GROUP_NAMES: tuple[str, ...] = tuple(name for name, _, _ in AGE_GROUPS)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -323,8 +324,7 @@ ORDER BY date"""
     return Query("quality", sql, params)
 
 
-# Quarantine reasons of the face detector (`model.faces`): frames it looked at and rejected.
-FACE_REASONS = ("no_face", "face_too_small", "detection_failed")
+FACE_REASONS = DETECTOR_REASONS  # frames the detector looked at and rejected
 
 
 def lane_quality_query(filters: Filters) -> Query:

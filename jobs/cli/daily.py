@@ -59,7 +59,7 @@ def _emit(result: dict, as_json: bool, lines: list[str]) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from jobs.contract import check_date
-    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
 
     settings = load_settings()

@@ -1,7 +1,7 @@
 """`checkout-age model ...`: the ML engineer's commands.
 
-Dataset commands live in `jobs.cli.dataset`, training and registry commands in
-`jobs.cli.training`; this module only groups them under `model`.
+Dataset commands live in `jobs.cli.dataset`, the commands that produce or measure a version
+in `jobs.cli.training`, the registry's in `jobs.cli.registry`; this module only groups them.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from jobs.cli import dataset as cli_dataset
+from jobs.cli import registry as cli_registry
 from jobs.cli import training as cli_training
 
 
@@ -22,3 +23,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     model_subparsers = parser.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     cli_dataset.add_commands(model_subparsers)
     cli_training.add_commands(model_subparsers)
+    cli_registry.add_commands(model_subparsers)

@@ -1,55 +1,29 @@
-"""`checkout-age model train | evaluate | calibrate | register | list | show | promote | rollback`.
+"""`checkout-age model train | evaluate | calibrate | register`: the commands that produce or
+measure a version (each one an MLflow run; the registry's commands are `jobs.cli.registry`).
 
-Handlers import Keras only when they run, so `--help` stays instant. Defaults come from
-`load_settings()` (registry root: `MODEL_REGISTRY`; caches: `CHECKOUT_AGE_CACHE_DIR`).
+Handlers import Keras and MLflow only when they run, so `--help` stays instant. Defaults come
+from `load_settings()` (the MLflow store: `MODEL_REGISTRY` or `MLFLOW_TRACKING_URI`; caches:
+`CHECKOUT_AGE_CACHE_DIR`), and the help shows them after environment overrides.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from model.config import TRAIN_PROFILES, Settings  # plain values: no Keras at import
+from jobs.cli.model_text import metrics_lines, pct, write
+from model.config import TRAIN_PROFILES, load_settings  # plain values: no Keras at import
 
 
-def _write(text: str) -> None:
-    sys.stdout.write(text + "\n")
+def _policy(settings, coverage: float | None = None):
+    """The run's policy (`model.lifecycle.publish.Policy`), resolved once from the settings."""
+    from dataclasses import replace
 
+    from model.lifecycle.publish import Policy
 
-def _fmt(value: object) -> str:
-    return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _metrics_lines(metrics: dict) -> list[str]:
-    lines = [
-        f"n {metrics['n']}  MAE {_fmt(metrics['mae'])}  RMSE {_fmt(metrics['rmse'])}  "
-        f"bias {_fmt(metrics['bias'])}",
-        "by band: " + ", ".join(f"{band} {_fmt(row['mae'])} (n={row['n']})"
-                                for band, row in metrics["by_band"].items()),
-    ]
-    if metrics.get("by_gender"):
-        lines.append("by gender: " + ", ".join(f"{g} {_fmt(row['mae'])} (n={row['n']})"
-                                              for g, row in metrics["by_gender"].items()))
-    legal, challenge = metrics.get("legal_age", 18), metrics.get("challenge_age", 25)
-    lines.append(  # versions trained before the ages were recorded lack these keys
-        f"minors (n={metrics['n_minors']}) estimated {legal}+: "
-        f"{_pct(metrics.get('minors_pred_ge_legal'))}, {challenge}+: "
-        f"{_pct(metrics.get('minors_pred_ge_challenge'))}; {legal}-{challenge - 1} "
-        f"(n={metrics.get('n_young_adults')}) estimated under {legal}: "
-        f"{_pct(metrics.get('young_adults_pred_lt_legal'))}")
-    return lines
-
-
-def _validation_limits(settings) -> dict:
-    return {"min_age": settings.min_age, "max_age": settings.max_age,
-            "min_side": settings.min_side_px, "max_side": settings.max_side_px,
-            "max_pixels": settings.max_pixels}
+    policy = Policy.from_settings(settings)
+    return policy if coverage is None else replace(policy, coverage=coverage)
 
 
 def _faces(args: argparse.Namespace, settings) -> Path:
@@ -64,7 +38,6 @@ def _faces(args: argparse.Namespace, settings) -> Path:
 # `model train` flags that are knobs of `model.profiles.TrainConfig` (None: the profile's value).
 _CONFIG_FLAGS = ("size", "backbone", "head", "head_epochs", "epochs", "batch_size", "seed",
                  "learning_rate", "patience", "limit", "mixed_precision")
-EXIT_GATE_REFUSED = 4  # `model promote`: the gate said no (a crash is 1, a user error 2)
 
 
 def train_config_from_args(args: argparse.Namespace, settings):
@@ -101,6 +74,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Train, evaluate, register (and maybe promote) one model; print a short summary."""
     from model.config import load_settings
     from model.errors import UserError
+    from model.lifecycle.publish import Gate
     from model.training.train import train_model
 
     settings = load_settings()
@@ -115,11 +89,11 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_model(
         faces, config,
         cache_dir=settings.cache_dir,
-        registry_root=None if args.no_register else settings.registry_root,
+        registry_store=None if args.no_register else settings.registry_store,
         out_dir=args.out, promote=args.promote,
-        max_mae=settings.gate_max_mae if args.max_mae is None else args.max_mae,
-        tolerance=settings.gate_tolerance if args.tolerance is None else args.tolerance,
-        validation_limits=_validation_limits(settings),
+        gate=Gate(settings.gate_max_mae if args.max_mae is None else args.max_mae,
+                  settings.gate_tolerance if args.tolerance is None else args.tolerance),
+        policy=_policy(settings), validation_limits=settings.validation_limits(),
         command=_train_command(faces, config, args),
         max_minutes=settings.train_max_minutes if args.max_minutes is None else args.max_minutes,
     )
@@ -130,10 +104,10 @@ def run_train(args: argparse.Namespace) -> int:
 def _print_trained(args: argparse.Namespace, config, result) -> None:
     promotion = result.promotion
     if args.version_only:
-        _write(str(result.version))
+        write(str(result.version))
         return
     if args.json:
-        _write(json.dumps({
+        write(json.dumps({
             "version": result.version, "model_path": str(result.model_path),
             "metrics": result.metrics,
             "promotion": None if promotion is None else
@@ -141,15 +115,15 @@ def _print_trained(args: argparse.Namespace, config, result) -> None:
         }, indent=2))
         return
     rows = result.config["rows"]
-    _write(f"trained {config.backbone} at {config.size} px (profile {config.profile}): "
+    write(f"trained {config.backbone} at {config.size} px (profile {config.profile}): "
            f"{result.config['epochs_run']} fine-tuning epochs (best "
            f"{result.config['best_epoch']}), {result.config['train_seconds']:.0f} s; rows train "
            f"{rows['train']}, valid {rows['valid']}, test {rows['test']}")
-    _write(f"model: {result.version or '(not registered)'} {result.model_path}")
-    for line in _metrics_lines(result.metrics["test"]):
-        _write(f"test {line}")
+    write(f"model: {result.version or '(not registered)'} {result.model_path}")
+    for line in metrics_lines(result.metrics["test"]):
+        write(f"test {line}")
     if promotion is not None:
-        _write(("promoted: " if promotion.promoted else "not promoted: ") + promotion.reason)
+        write(("promoted: " if promotion.promoted else "not promoted: ") + promotion.reason)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -159,20 +133,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     result = evaluate_model(
-        args.model, _faces(args, settings), registry_root=settings.registry_root,
+        args.model, _faces(args, settings), registry_store=settings.registry_store,
         cache_dir=settings.cache_dir, split=args.split, batch_size=args.batch_size,
-        flip_tta=not args.no_tta, validation_limits=_validation_limits(settings),
+        flip_tta=not args.no_tta, validation_limits=settings.validation_limits(),
         legal_age=settings.legal_age, challenge_age=settings.challenge_age)
     if args.json:
-        _write(json.dumps(result, indent=2))
+        write(json.dumps(result, indent=2))
         return 0
-    _write(f"model {result['model']} on {result['faces_dir']} (split {result['split']}: "
+    write(f"model {result['model']} on {result['faces_dir']} (split {result['split']}: "
            f"{result['n']} of {result['rows_usable']} usable rows; "
            f"{result['rows_seen_in_training']} seen in training)")
-    for line in _metrics_lines(result):
-        _write(line)
-    _write(_calibration_line(result.get("calibration")))
-    _write(_policy_line(result.get("policy_curve"), settings.challenge_age))
+    for line in metrics_lines(result):
+        write(line)
+    write(_calibration_line(result.get("calibration")))
+    write(_policy_line(result.get("policy_curve"), settings.challenge_age))
     return 0
 
 
@@ -184,18 +158,18 @@ def _policy_line(curve: dict | None, challenge_age: int) -> str:
     if row is None:
         return f"policy Challenge {challenge_age}: no figures"
     return (f"policy Challenge {challenge_age} (estimated age < {challenge_age}): catches "
-            f"{_pct(row['minors_flagged'])} of minors, flags {_pct(row['young_adults_flagged'])}"
+            f"{pct(row['minors_flagged'])} of minors, flags {pct(row['young_adults_flagged'])}"
             f" of {curve['legal_age']:g}-{curve['young_adult_until'] - 1} and "
-            f"{_pct(row['older_adults_flagged'])} of {curve['young_adult_until']}+ "
+            f"{pct(row['older_adults_flagged'])} of {curve['young_adult_until']}+ "
             "(other rules: --json)")
 
 
 def _calibration_line(figures: dict | None) -> str:
-    """One line of calibration figures (issue 12); says so when the version has none."""
+    """One line of calibration figures; says so when the version has none."""
     if not figures:
         return "calibration: none (this version has no calibration.json)"
-    return (f"calibration: {_pct(figures['coverage_target'])} intervals covered "
-            f"{_pct(figures['coverage'])} of {figures['n']} (worst band {figures['worst_band']}); "
+    return (f"calibration: {pct(figures['coverage_target'])} intervals covered "
+            f"{pct(figures['coverage'])} of {figures['n']} (worst band {figures['worst_band']}); "
             f"P(under {figures['legal_age']:g}) Brier {figures['brier']:.4f} "
             f"(base rate {figures['brier_base_rate']:.4f})")
 
@@ -207,64 +181,16 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     result = calibrate_model(
-        args.model, _faces(args, settings), registry_root=settings.registry_root,
-        cache_dir=settings.cache_dir, legal_age=settings.legal_age,
-        coverage=settings.calibration_coverage if args.coverage is None else args.coverage,
+        args.model, _faces(args, settings), registry_store=settings.registry_store,
+        cache_dir=settings.cache_dir, policy=_policy(settings, args.coverage),
         batch_size=args.batch_size, assume_unseen=args.assume_unseen,
-        validation_limits=_validation_limits(settings), method=settings.calibration_method)
+        validation_limits=settings.validation_limits())
     if args.json:
-        _write(json.dumps(result, indent=2))
+        write(json.dumps(result, indent=2))
         return 0
-    _write(f"registered {result['version']}: {result['calibrated_from']} with a calibration "
+    write(f"registered {result['version']}: {result['calibrated_from']} with a calibration "
            f"table fitted on {result['rows_fit']} faces, checked on {result['rows_check']}")
-    _write(_calibration_line(result["calibration"]))
-    return 0
-
-
-def _registry():
-    from model.config import load_settings
-    from model.lifecycle.registry import ModelRegistry
-
-    return ModelRegistry(load_settings().registry_root)
-
-
-def run_list(args: argparse.Namespace) -> int:
-    """List registered versions, marking production."""
-    registry = _registry()
-    rows = registry.list_versions()
-    if args.json:
-        _write(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        _write(f"no versions in {registry.root}")
-    for row in rows:
-        mark = "*" if row["production"] else " "
-        _write(f"{mark} {row['version']}  test MAE {_fmt(row['test_mae'])}  {row['backbone']} "
-               f"{row['size']}px {row['head']}  data {str(row['dataset_fingerprint'])[:12]}  "
-               f"{row['registered_at']}")
-    return 0
-
-
-def run_show(args: argparse.Namespace) -> int:
-    """Print one version's config, test metrics and file locations."""
-    version = _registry().resolve(args.version)
-    if args.version_only:  # for schedulers: the id alone is the daily DAG's XCom
-        _write(version.version)
-        return 0
-    if args.json:
-        _write(json.dumps({"version": version.version, "model_path": str(version.model_path),
-                           "metrics": version.metrics, "config": version.config}, indent=2))
-        return 0
-    config = version.config
-    _write(f"{version.version}: {version.model_path}")
-    _write(f"{config.get('backbone')} {version.image_size}px {config.get('head')}, "
-           f"epochs run {config.get('epochs_run')}, seed {config.get('seed')}, "
-           f"data {config.get('dataset_fingerprint')}")
-    if "test" in version.metrics:
-        for line in _metrics_lines(version.metrics["test"]):
-            _write(f"test {line}")
-    if version.path is not None:
-        _write(f"card: {version.path / 'card.md'}")
+    write(_calibration_line(result["calibration"]))
     return 0
 
 
@@ -275,49 +201,26 @@ def run_register(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     result = import_model(args.model_file, _faces(args, settings),
-                          registry_root=settings.registry_root, cache_dir=settings.cache_dir,
-                          run_json=args.run_json, validation_limits=_validation_limits(settings))
+                          registry_store=settings.registry_store, cache_dir=settings.cache_dir,
+                          run_json=args.run_json, validation_limits=settings.validation_limits(),
+                          policy=_policy(settings), batch_size=args.batch_size)
     if args.version_only:
-        _write(str(result.version))
+        write(str(result.version))
     elif args.json:
-        _write(json.dumps({"version": result.version, "model_path": str(result.model_path),
+        write(json.dumps({"version": result.version, "model_path": str(result.model_path),
                            "metrics": result.metrics}, indent=2))
     else:
-        _write(f"registered {args.model_file} as {result.version} ({result.model_path})")
-        for line in _metrics_lines(result.metrics["test"]):
-            _write(f"test {line}")
-    return 0
-
-
-def run_promote(args: argparse.Namespace) -> int:
-    """Promote a version through the gate; exit `EXIT_GATE_REFUSED` with the reason when
-    refused (a crash exits 1, a user error such as an unknown version 2)."""
-    from model.config import load_settings
-
-    settings = load_settings()
-    result = _registry().promote(
-        args.version,
-        max_mae=settings.gate_max_mae if args.max_mae is None else args.max_mae,
-        tolerance=settings.gate_tolerance if args.tolerance is None else args.tolerance)
-    if args.json:
-        _write(json.dumps({"promoted": result.promoted, "reason": result.reason,
-                           "previous": result.previous}))
-    else:
-        _write(("promoted: " if result.promoted else "refused: ") + result.reason)
-    return 0 if result.promoted else EXIT_GATE_REFUSED
-
-
-def run_rollback(args: argparse.Namespace) -> int:
-    """Point production back at the version it replaced."""
-    version = _registry().rollback()
-    _write(f"production is now {version.version} (test MAE {_fmt(version.test_mae)})")
+        write(f"registered {args.model_file} as {result.version} ({result.model_path})")
+        for line in metrics_lines(result.metrics["test"]):
+            write(f"test {line}")
     return 0
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Attach the training, evaluation and registry commands to `model`."""
-    _add_train(subparsers)
-    _add_register(subparsers)
+    """Attach the training, evaluation, calibration and import commands to `model`."""
+    settings = load_settings()  # help shows the effective defaults (environment included)
+    _add_train(subparsers, settings)
+    _add_register(subparsers, settings)
 
     evaluate = subparsers.add_parser(
         "evaluate", help="metrics of a model on any labelled face folder",
@@ -330,7 +233,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--faces", type=Path, metavar="DIR", help="face set (default: FACES_DIR)")
     evaluate.add_argument("--split", choices=("auto", "test", "all"), default="auto",
                           help="which rows to score (see above)")
-    evaluate.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    evaluate.add_argument("--batch-size", type=int, default=settings.score_batch_size,
+                          help="images per forward pass (default %(default)s)")
     evaluate.add_argument("--no-tta", action="store_true", help="skip flip test-time augmentation")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
     evaluate.set_defaults(handler=run_evaluate)
@@ -347,47 +251,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                            help="labelled faces the model never saw (default: FACES_DIR)")
     calibrate.add_argument("--coverage", type=float,
                            help="central interval share (default: setting "
-                           "calibration_coverage, 0.8)")
-    calibrate.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+                           f"calibration_coverage, {settings.calibration_coverage})")
+    calibrate.add_argument("--batch-size", type=int, default=settings.score_batch_size,
+                           help="images per forward pass (default %(default)s)")
     calibrate.add_argument("--assume-unseen", action="store_true",
                            help="the version has no training_images.txt: trust that none of "
                            "these faces trained it")
     calibrate.add_argument("--json", action="store_true", help="print JSON instead of text")
     calibrate.set_defaults(handler=run_calibrate)
 
-    listing = subparsers.add_parser("list", help="registered model versions",
-                                    description="List versions; '*' marks production.")
-    listing.add_argument("--json", action="store_true", help="print JSON instead of text")
-    listing.set_defaults(handler=run_list)
-
-    show = subparsers.add_parser("show", help="one version's config and metrics",
-                                 description="Show a version ('production' or an id).")
-    show.add_argument("version", metavar="VERSION", help="'production' or a version id")
-    show.add_argument("--json", action="store_true", help="print JSON instead of text")
-    show.add_argument("--version-only", action="store_true",
-                      help="print only the resolved version id (e.g. v0003)")
-    show.set_defaults(handler=run_show)
-
-    promote = subparsers.add_parser(
-        "promote", help="make a version production, through the metric gate",
-        description="Promote when test MAE <= --max-mae and <= production's + --tolerance "
-        f"(years). Exit status {EXIT_GATE_REFUSED} with the reason when the gate refuses (1: a "
-        "crash, 2: a wrong argument such as an unknown version).")
-    promote.add_argument("version", metavar="VERSION", help="version id, e.g. v0003")
-    promote.add_argument("--max-mae", type=float, help="highest test MAE (default: setting "
-                         f"gate_max_mae, {Settings.gate_max_mae})")
-    promote.add_argument("--tolerance", type=float, help="years worse than production allowed "
-                         f"(default: setting gate_tolerance, {Settings.gate_tolerance})")
-    promote.add_argument("--json", action="store_true", help="print JSON instead of text")
-    promote.set_defaults(handler=run_promote)
-
-    rollback = subparsers.add_parser(
-        "rollback", help="point production back at the previous version",
-        description="Undo the last promotion (repeatable down the promotion history).")
-    rollback.set_defaults(handler=run_rollback)
-
-
-def _add_train(subparsers: argparse._SubParsersAction) -> None:
+def _add_train(subparsers: argparse._SubParsersAction, settings) -> None:
     """`model train`: every knob defaults to None, meaning the profile's or the setting's."""
     train = subparsers.add_parser(
         "train", help="train an age model on a face set and register it",
@@ -400,7 +273,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--faces", type=Path, metavar="DIR", help="face set (default: FACES_DIR)")
     train.add_argument("--profile", choices=tuple(TRAIN_PROFILES),
                        help=f"training profile (default: setting train_profile, "
-                       f"{Settings.train_profile})")
+                       f"{settings.train_profile})")
     train.add_argument("--size", type=int, help="input side in px")
     train.add_argument("--epochs", type=int,
                        help="max fine-tuning epochs; early stopping may end sooner")
@@ -415,29 +288,29 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--learning-rate", type=float, help="peak fine-tuning learning rate")
     train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
     train.add_argument("--limit", type=int, help="train on a random subset of N usable rows")
-    train.add_argument("--seed", type=int, help=f"random seed (default: {Settings.seed})")
+    train.add_argument("--seed", type=int, help=f"random seed (default: {settings.seed})")
     train.add_argument("--mixed-precision", choices=("auto", "on", "off"),
                        help="bfloat16 compute: auto (default) = when a GPU is present")
     train.add_argument("--max-minutes", type=float,
                        help="refuse a run estimated to need longer on this CPU, and stop "
                        "fitting when it has run this long (default: setting train_max_minutes, "
-                       f"{Settings.train_max_minutes})")
+                       f"{settings.train_max_minutes})")
     train.add_argument("--out", type=Path, metavar="DIR",
                        help="also write model.keras, metrics, card and plots here")
     train.add_argument("--no-register", action="store_true", help="do not add to the registry")
     train.add_argument("--promote", action="store_true",
                        help="promote through the gate (a refusal is printed; exit status 0)")
     train.add_argument("--max-mae", type=float,
-                       help=f"gate: highest test MAE (default: {Settings.gate_max_mae})")
+                       help=f"gate: highest test MAE (default: {settings.gate_max_mae})")
     train.add_argument("--tolerance", type=float, help="gate: years worse than production "
-                       f"allowed (default: {Settings.gate_tolerance})")
+                       f"allowed (default: {settings.gate_tolerance})")
     train.add_argument("--json", action="store_true", help="print JSON instead of text")
     train.add_argument("--version-only", action="store_true",
                        help="print only the new version id (for schedulers; logs go to stderr)")
     train.set_defaults(handler=run_train)
 
 
-def _add_register(subparsers: argparse._SubParsersAction) -> None:
+def _add_register(subparsers: argparse._SubParsersAction, settings) -> None:
     """`model register MODEL.keras`: a model trained elsewhere becomes a version."""
     register = subparsers.add_parser(
         "register", help="register a .keras age model trained elsewhere (e.g. on a GPU worker)",
@@ -451,6 +324,8 @@ def _add_register(subparsers: argparse._SubParsersAction) -> None:
                          help="face set it was trained on (default: FACES_DIR)")
     register.add_argument("--run-json", type=Path, metavar="FILE",
                          help="the training run's summary (its `config` goes into config.json)")
+    register.add_argument("--batch-size", type=int, default=settings.score_batch_size,
+                          help="images per forward pass (default %(default)s)")
     register.add_argument("--json", action="store_true", help="print JSON instead of text")
     register.add_argument("--version-only", action="store_true",
                          help="print only the new version id")

@@ -35,7 +35,7 @@ def add_score_arguments(parser: argparse.ArgumentParser,
                         settings: Settings) -> list[argparse.Action]:
     """Flags of job 1, `score_photos.py` (beyond the day's); returns them for `job_argv`."""
     return [
-        parser.add_argument("--registry", default=str(settings.registry_root),
+        parser.add_argument("--registry", default=str(settings.registry_store),
                             help="model registry root (default %(default)s)"),
         parser.add_argument("--model", default=PRODUCTION,
                             help="'production' (default), a version id (v0003) or a .keras path"),

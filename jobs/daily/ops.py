@@ -19,14 +19,19 @@ import pyarrow.fs as pafs
 
 from jobs.contract import (
     COMPLETE_MARKER,
+    PHOTO_QUARANTINE,
+    PHOTO_SCORES,
     PRODUCT_QUARANTINE,
     PURGED_MARKER,
+    RECEIPT_AGES,
+    RECEIPT_QUARANTINE,
     RUN_QUALITY,
     RUN_QUALITY_IDENTITIES,
     landing_relpath,
     parse_date,
     partition_relpath,
 )
+from model.config import Settings
 from model.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -109,7 +114,7 @@ def find_quality_problems(
     min_match_rate: float,
     model_versions: set[str],
     expected_model: str | None = None,
-    max_no_face_rate: float = 0.5,
+    max_no_face_rate: float = Settings.max_no_face_rate,
 ) -> list[str]:
     """Every reason the day's figures are not trustworthy, as short sentences (empty when fine).
 
@@ -156,13 +161,13 @@ def _identity_problems(quality: dict) -> list[str]:
 def _table_count_problems(quality: dict, table_counts: dict[str, int]) -> list[str]:
     """run_quality's counts against the rows the report tables really hold."""
     written = {
-        "photos_scored": table_counts["photo_scores"],
-        "photos_quarantined": table_counts["photo_quarantine"],
-        "receipts_valid": table_counts["receipt_ages"],
+        "photos_scored": table_counts[PHOTO_SCORES],
+        "photos_quarantined": table_counts[PHOTO_QUARANTINE],
+        "receipts_valid": table_counts[RECEIPT_AGES],
         "receipts_matched": table_counts["receipts_matched"],
         "receipts_quarantined": table_counts["receipt_quarantine_receipts"],
         "lines_quarantined": table_counts["receipt_quarantine_lines"],
-        "products_quarantined": table_counts["product_quarantine"],
+        "products_quarantined": table_counts[PRODUCT_QUARANTINE],
     }
     return [
         f"run_quality says {column} {quality.get(column)} but the tables hold {rows}"
@@ -234,7 +239,7 @@ def _match_rate_problems(quality: dict, min_match_rate: float) -> list[str]:
 
 def check_quality(
     root: str, run_date: str, min_match_rate: float, expected_model: str | None = None,
-    max_no_face_rate: float = 0.5,
+    max_no_face_rate: float = Settings.max_no_face_rate,
 ) -> QualityResult:
     """Read the day's `run_quality` row, the report tables and the landing marker, and judge them."""
     fs, base = open_root(root)
@@ -243,20 +248,20 @@ def check_quality(
     if len(rows) != 1:
         raise UserError(f"{base}/{partition_relpath(RUN_QUALITY, day)}: expected 1 row, found {len(rows)}")
     quality = rows[0]
-    scores = _partition(fs, base, "photo_scores", day)
+    scores = _partition(fs, base, PHOTO_SCORES, day)
     versions = {v for v in scores.to_table(columns=["model_version"]).column(0).to_pylist() if v}
-    receipts = _partition(fs, base, "receipt_ages", day)
-    quarantine = _partition(fs, base, "receipt_quarantine", day)
+    receipts = _partition(fs, base, RECEIPT_AGES, day)
+    quarantine = _partition(fs, base, RECEIPT_QUARANTINE, day)
     products = _partition(fs, base, PRODUCT_QUARANTINE, day)
     source_files = quarantine.to_table(columns=["source_file"]).column(0).to_pylist()
     counts = {
-        "photo_scores": scores.count_rows(),
-        "photo_quarantine": _partition(fs, base, "photo_quarantine", day).count_rows(),
-        "receipt_ages": receipts.count_rows(),
+        PHOTO_SCORES: scores.count_rows(),
+        PHOTO_QUARANTINE: _partition(fs, base, PHOTO_QUARANTINE, day).count_rows(),
+        RECEIPT_AGES: receipts.count_rows(),
         "receipts_matched": receipts.count_rows(filter=pads.field("photo_id").is_valid()),
         "receipt_quarantine_receipts": source_files.count("receipts.csv"),
         "receipt_quarantine_lines": source_files.count("receipt_lines.csv"),
-        "product_quarantine": products.count_rows(),
+        PRODUCT_QUARANTINE: products.count_rows(),
     }
     marker_path = f"{base}/{landing_relpath(day)}/{COMPLETE_MARKER}"
     marker = _read_json(fs, marker_path) if _exists(fs, marker_path) else None

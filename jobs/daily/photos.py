@@ -135,14 +135,17 @@ def photo_inventory(files: DataFrame, meta: DataFrame) -> DataFrame:
 
 
 def photo_scores(scored: DataFrame, model_version: str,
-                 calibration: Calibration | None = None) -> DataFrame:
-    """Rows that got an age: the `photo_scores` table (calibration columns NULL without one)."""
+                 calibration: Calibration | None = None,
+                 model_run_id: str | None = None) -> DataFrame:
+    """Rows that got an age: the `photo_scores` table (calibration columns NULL without one;
+    `model_run_id` NULL for a model that is not a registry version)."""
     age = F.col("age_pred_years").cast("double")
     return scored.where(F.col("reason").isNull()).select(
         "photo_id", "store_id", "lane_id", "captured_at",
         age.alias("age_pred_years"),
         age_group("age_pred_years").alias("age_group"),
         F.lit(model_version).alias("model_version"),
+        F.lit(model_run_id).cast("string").alias("model_run_id"),
         *calibrated_columns(age, calibration),
         *face_columns(scored),
     )

@@ -6,12 +6,11 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from model.serving.reasons import DETECTOR_REASONS, NO_FACE
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-NO_FACE = "no_face"
-# Verdicts of the face detector: a frame quarantined with one of these was a frame it looked at.
-DETECTOR_REASONS = (NO_FACE, "face_too_small", "detection_failed")
 
 
 def no_face_rate() -> Column:
@@ -77,7 +76,7 @@ def run_quality(scores: DataFrame, photo_quarantine: DataFrame, receipts: DataFr
         F.col("_pct")[1].alias("age_pred_p50"),
         F.col("_pct")[2].alias("age_pred_p90"),
         F.coalesce("age_group_counts", F.lit("{}")).alias("age_group_counts"),
-        "model_version",
+        "model_version", "model_run_id",
         F.lit(match_window_s).alias("match_window_s"),
         F.lit(challenge_age).alias("challenge_age"),
     )
@@ -89,6 +88,9 @@ def _photo_figures(scores: DataFrame, photo_quarantine: DataFrame) -> DataFrame:
         F.count("*").alias("photos_scored"),
         F.percentile_approx("age_pred_years", [0.1, 0.5, 0.9], 10000).alias("_pct"),
         F.max("model_version").alias("model_version"),
+        # Days scored before versions lived in MLflow have no run id column.
+        F.max(F.col("model_run_id") if "model_run_id" in scores.columns
+              else F.lit(None).cast("string")).alias("model_run_id"),
     )
     groups = scores.groupBy("age_group").count().agg(
         F.to_json(F.map_from_entries(F.array_sort(F.collect_list(F.struct("age_group", "count")))))

@@ -70,14 +70,14 @@ def build_reports(
     receipt_ages = persist(match_receipts(valid_receipts, scores, match_window_s))
     restricted = compliance.restricted_sales(items)
     return {
-        "receipt_quarantine": receipts.receipt_quarantine(checked_receipts, checked_lines),
-        "product_quarantine": receipts.product_quarantine(checked_products),
-        "receipt_ages": receipt_ages,
-        "segment_category": segments.segment_category(receipt_ages, items),
-        "recommendations": segments.recommendations(receipt_ages, items, min_support, top_n),
-        "compliance": compliance.compliance(receipt_ages, restricted, challenge_age),
-        "compliance_flags": compliance.compliance_flags(receipt_ages, restricted, challenge_age),
-        "run_quality": quality.run_quality(
+        contract.RECEIPT_QUARANTINE: receipts.receipt_quarantine(checked_receipts, checked_lines),
+        contract.PRODUCT_QUARANTINE: receipts.product_quarantine(checked_products),
+        contract.RECEIPT_AGES: receipt_ages,
+        contract.SEGMENT_CATEGORY: segments.segment_category(receipt_ages, items),
+        contract.RECOMMENDATIONS: segments.recommendations(receipt_ages, items, min_support, top_n),
+        contract.COMPLIANCE: compliance.compliance(receipt_ages, restricted, challenge_age),
+        contract.COMPLIANCE_FLAGS: compliance.compliance_flags(receipt_ages, restricted, challenge_age),
+        contract.RUN_QUALITY: quality.run_quality(
             scores, photo_quarantine, checked_receipts, checked_lines, receipt_ages,
             match_window_s, challenge_age, products=checked_products,
         ),
@@ -95,8 +95,8 @@ def run(spark: SparkSession, *, root: str, run_date: str, match_window_s: int,
     from model.errors import UserError
 
     landing = require_complete_day(spark, root, run_date)
-    scores_dir = partition_dir(root, "photo_scores", run_date)
-    quarantine_dir = partition_dir(root, "photo_quarantine", run_date)
+    scores_dir = partition_dir(root, contract.PHOTO_SCORES, run_date)
+    quarantine_dir = partition_dir(root, contract.PHOTO_QUARANTINE, run_date)
     if not (path_exists(spark, scores_dir) and path_exists(spark, quarantine_dir)):
         raise UserError(f"{scores_dir} not found: run `checkout-age score --date {run_date}` first")
     tables = build_reports(
@@ -111,7 +111,7 @@ def run(spark: SparkSession, *, root: str, run_date: str, match_window_s: int,
     pause_point("reports:read")
     for table in REPORT_TABLES:
         write_partition(tables[table], root, table, run_date)
-    quality_row = spark.read.parquet(partition_dir(root, "run_quality", run_date)).first()
+    quality_row = spark.read.parquet(partition_dir(root, contract.RUN_QUALITY, run_date)).first()
     spark.catalog.clearCache()
     summary = {"date": run_date, **quality_row.asDict()}
     log.info("reports for %s: %s", run_date, summary)

@@ -1,7 +1,7 @@
 """Job 1: score one day's checkout photos with the production age model.
 
     <venv>/bin/spark-submit --master 'local[*]' jobs/daily/score_photos.py --date 2026-03-14 \
-        --root var/data --registry var/registry --model production
+        --root var/data --registry var/mlflow --model production
 
 (`checkout-age score` builds exactly this command; Airflow's SparkSubmitOperator runs the same
 file with the same arguments.) Reads `ROOT/landing/date=D/photos/**` with the `binaryFile`
@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from model.config import Settings  # plain values: no Keras or MLflow at import
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from model.config import Settings
     from model.evaluation.calibration import Calibration
 
 log = logging.getLogger("jobs.daily.score_photos")
@@ -183,17 +184,20 @@ def read_photo_files(spark: SparkSession, photos_dir: str) -> DataFrame:
 
 
 def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model_version: str,
-        image_size: int, batch_size: int = 64, decode_limits: dict[str, int] | None = None,
-        partitions: int | None = None, calibration: Calibration | None = None,
-        face_options: dict | None = None) -> dict:
+        image_size: int, batch_size: int = Settings.score_batch_size,
+        decode_limits: dict[str, int] | None = None, partitions: int | None = None,
+        calibration: Calibration | None = None, face_options: dict | None = None,
+        model_run_id: str | None = None) -> dict:
     """Score day `run_date` under `root`; replace its photo partitions; return the counts.
 
     `face_options`: `model.faces.locate_photos` keywords (photo format, detector width, minimum
     face size, ...; `face_options_from(settings)`); its defaults otherwise.
 
     `calibration` (the version's `calibration.json`) fills age_low, age_high and
-    p_under_legal_age; without one (older versions) those columns are NULL.
+    p_under_legal_age; without one (older versions) those columns are NULL. `model_run_id`
+    (the MLflow run behind `model_version`) goes into every scored row.
     """
+    from jobs.contract import PHOTO_QUARANTINE, PHOTO_SCORES
     from jobs.daily import photos
     from jobs.daily.csv_lines import read_csv_lines
     from jobs.daily.pause_points import pause_point
@@ -232,12 +236,12 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
             row["reason"]: row["count"] for row in scored.groupBy("reason").count().collect()
         }
         log.info("decoded and scored in %.1f s", time.perf_counter() - started)
-        write_partition(photos.photo_scores(scored, model_version, calibration), root,
-                        "photo_scores", run_date)
-        write_partition(photos.photo_quarantine(scored), root, "photo_quarantine", run_date)
+        write_partition(photos.photo_scores(scored, model_version, calibration, model_run_id),
+                        root, PHOTO_SCORES, run_date)
+        write_partition(photos.photo_quarantine(scored), root, PHOTO_QUARANTINE, run_date)
     finally:
         scored.unpersist()
-    counts = {"date": run_date, "model_version": model_version,
+    counts = {"date": run_date, "model_version": model_version, "model_run_id": model_run_id,
               "calibrated": calibration is not None, **_photo_counts(by_reason)}
     log.info("scored %s: %s", run_date, counts)
     return counts
@@ -293,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = args.settings
     try:
         run_date = check_date(args.date)
-        version = ModelRegistry(args.registry).resolve(args.model)
+        # Resolved once, here on the driver: the whole run uses this version (its files are
+        # local after `resolve`); the workers load its model file once each and never see MLflow.
+        version = ModelRegistry(args.registry, cache_dir=settings.cache_dir / "models").resolve(
+            args.model)
         try:
             calibration = load_calibration(version.path)
         except ValueError as exc:
@@ -307,10 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                 spark, root=normalise_root(args.root), run_date=run_date,
                 model_path=str(version.model_path), model_version=version.version,
                 image_size=version.image_size, batch_size=args.batch_size,
-                decode_limits={"min_side": settings.min_side_px, "max_side": settings.max_side_px,
-                               "max_pixels": settings.max_pixels},
-                partitions=args.partitions, calibration=calibration,
-                face_options=face_options_from(settings),
+                decode_limits=settings.decode_limits(), partitions=args.partitions,
+                calibration=calibration, face_options=face_options_from(settings),
+                model_run_id=version.run_id,
             )
     except UserError as exc:
         log.error("%s", exc)

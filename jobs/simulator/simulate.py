@@ -4,7 +4,7 @@ Customers get true ages and faces from the face set's test split; baskets depend
 minors try to buy alcohol or tobacco and a few lax cashiers sell to them; the camera clock of each
 lane is a few seconds off the till's; cameras miss customers, photograph people who buy nothing and
 write a few broken files; the till export has a few bad rows. Pure generation here
-(`simulate_day`), files in `jobs.daily.landing`. Same seed and date, same day, byte for byte.
+(`simulate_day`), files in `jobs.simulator.landing`. Same seed and date, same day, byte for byte.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from model.config import EVAL_BANDS, band_of
+from model.config import EVAL_BANDS, Settings, band_of
 from model.data.file_checks import MISSING_FILE, check_files
 from model.data.labels import IMAGES_DIR, MALFORMED_ROW, load_labels
 from model.errors import UserError
@@ -180,11 +180,11 @@ def dataset_fingerprint(usable: pd.DataFrame) -> str:
 def validate_dataset(
     faces_dir: Path,
     *,
-    min_age: int = 1,
-    max_age: int = 100,
-    min_side: int = 32,
-    max_side: int = 8000,
-    max_pixels: int = 40_000_000,
+    min_age: int = Settings.min_age,
+    max_age: int = Settings.max_age,
+    min_side: int = Settings.min_side_px,
+    max_side: int = Settings.max_side_px,
+    max_pixels: int = Settings.max_pixels,
     cache_dir: Path | None = None,
 ) -> DatasetReport:
     """Check every label row and image of `faces_dir`; see the module docstring.

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1
-DEFAULT_COVERAGE = 0.8
+DEFAULT_COVERAGE = Settings.calibration_coverage
 # Held-out faces behind each local error distribution, per method (bench_calibration.py).
 DEFAULT_NEIGHBOURS = {"true_age": 60, "predicted_age": 200}
 MIN_PAIRS = 50  # fewer held-out faces than this calibrate nothing honestly
@@ -285,6 +285,7 @@ def calibrate_split(
     *,
     legal_age: float,
     coverage: float = DEFAULT_COVERAGE,
+    method: str = Settings.calibration_method,
     source: dict | None = None,
 ) -> tuple[Path | None, dict | None]:
     """Training's step: fit on the validation split, measure on the test split, save the JSON.
@@ -292,7 +293,7 @@ def calibrate_split(
     Args:
         valid, test: (true ages, estimated ages) of each split.
         out_dir: where `calibration.json` goes (the version being assembled).
-        legal_age, coverage, source: see `fit_calibration`.
+        legal_age, coverage, method, source: see `fit_calibration`.
 
     Returns:
         (path of calibration.json, test-split `calibration_metrics` plus `fitted_on`), or
@@ -301,7 +302,7 @@ def calibrate_split(
     """
     try:
         calibration = fit_calibration(*valid, legal_age=legal_age, coverage=coverage,
-                                      source=source)
+                                      method=method, source=source)
     except ValueError as exc:
         log.warning("no calibration for this version: %s", exc)
         return None, None

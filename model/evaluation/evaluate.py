@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,25 +22,48 @@ from model.config import Settings
 from model.errors import UserError
 from model.evaluation.calibration import (
     CALIBRATION_FILE,
-    DEFAULT_COVERAGE,
     evaluate_calibration,
     fit_calibration,
     load_calibration,
 )
 from model.evaluation.metrics import age_metrics
 from model.evaluation.policy import calibrated_policy_curve
-from model.lifecycle.registry import ModelRegistry, ModelVersion
+from model.lifecycle.registry import TRAINING_IMAGES_FILE, ModelRegistry, ModelVersion
+
+if TYPE_CHECKING:
+    from model.lifecycle.publish import Policy
 
 log = logging.getLogger(__name__)
 
 SPLIT_CHOICES = ("auto", "test", "all")
 
 
+def evaluate_splits(model: object, images: np.ndarray, rows: pd.DataFrame, batch_size: int, *,
+                    legal_age: int = Settings.legal_age,
+                    challenge_age: int = Settings.challenge_age) -> tuple[dict, dict]:
+    """(metrics, predictions) of the valid and test splits of `rows` (its `split`), flip TTA.
+
+    `legal_age` and `challenge_age` set the minors' figures (the caller's policy).
+    """
+    from model.serving.predict import predict_ages
+
+    ages = rows["real_age"].to_numpy(dtype=np.float32)
+    gender = rows["gender"].to_numpy() if "gender" in rows else None
+    metrics, predictions = {}, {}
+    for name in ("valid", "test"):
+        mask = (rows["split"] == name).to_numpy()
+        predictions[name] = predict_ages(model, images[mask], batch_size=batch_size)
+        metrics[name] = age_metrics(ages[mask], predictions[name],
+                                    gender[mask] if gender is not None else None,
+                                    legal_age=legal_age, challenge_age=challenge_age)
+    return metrics, predictions
+
+
 def training_hashes(version: ModelVersion) -> set[str]:
     """Content hashes of the images a registered version was trained/validated on."""
     if version.path is None:
         return set()
-    path = version.path / "training_images.txt"
+    path = version.path / TRAINING_IMAGES_FILE
     if not path.is_file():
         return set()
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
@@ -72,10 +96,10 @@ def evaluate_model(
     model_ref: str,
     faces_dir: Path,
     *,
-    registry_root: Path,
+    registry_store: str | Path,
     cache_dir: Path,
     split: str = "auto",
-    batch_size: int = 64,
+    batch_size: int = Settings.score_batch_size,
     flip_tta: bool = True,
     validation_limits: dict | None = None,
     legal_age: int = Settings.legal_age,
@@ -86,7 +110,7 @@ def evaluate_model(
     Args:
         model_ref: "production", a version id or a `.keras` path (see `ModelRegistry.resolve`).
         faces_dir: labelled face folder (`labels.csv` + `final_files/`).
-        registry_root: the registry that resolves `model_ref`.
+        registry_store: the registry that resolves `model_ref`.
         cache_dir: validation and decoded-image caches.
         split: "auto", "test" or "all" (module docstring).
         batch_size: images per forward pass.
@@ -107,7 +131,8 @@ def evaluate_model(
     from model.serving.net import load_age_model
     from model.serving.predict import predict_ages
 
-    version = ModelRegistry(registry_root).resolve(model_ref)
+    registry = ModelRegistry(registry_store, cache_dir=Path(cache_dir) / "models")
+    version = registry.resolve(model_ref)
     report = validate_dataset(Path(faces_dir), cache_dir=cache_dir, **(validation_limits or {}))
     rows, rule, seen = select_rows(report.usable, report.fingerprint, version, split)
     if rows.empty:
@@ -122,7 +147,7 @@ def evaluate_model(
     gender = rows["gender"].to_numpy() if "gender" in rows else None
     calibration = load_calibration(version.path)
     true = rows["real_age"].to_numpy()
-    return {
+    result = {
         "model": version.version,
         "model_path": str(version.model_path),
         "faces_dir": str(faces_dir),
@@ -136,6 +161,23 @@ def evaluate_model(
                         if calibration is not None else None),
         "policy_curve": calibrated_policy_curve(calibration, true, pred, legal_age=legal_age),
     }
+    result["run_id"] = _log_evaluation(registry, version, result, flip_tta)
+    return result
+
+
+def _log_evaluation(registry: ModelRegistry, version: ModelVersion, result: dict,
+                    flip_tta: bool) -> str:
+    """The evaluation as an MLflow run named "evaluate", linked to the version it scored."""
+    from model.lifecycle.tracking import tracked_run
+
+    params = {key: result[key] for key in ("model", "model_path", "faces_dir", "fingerprint",
+                                           "split", "rows_usable", "rows_seen_in_training")}
+    tags = {"model_version": version.version if version.run_id else None,
+            "model_run_id": version.run_id}
+    with tracked_run(registry.store, "evaluate", params={**params, "flip_tta": flip_tta},
+                     tags=tags) as run:
+        run.log_metrics({k: v for k, v in result.items() if k not in params})
+    return run.run_id
 
 
 CALIBRATION_FIT_SHARE = 0.7  # of a `calibrate` face set, by content hash; the rest checks the fit
@@ -145,23 +187,22 @@ def calibrate_model(
     model_ref: str,
     faces_dir: Path,
     *,
-    registry_root: Path,
+    registry_store: str | Path,
     cache_dir: Path,
-    legal_age: int = Settings.legal_age,
-    coverage: float = DEFAULT_COVERAGE,
-    batch_size: int = 64,
+    policy: Policy | None = None,
+    batch_size: int = Settings.score_batch_size,
     flip_tta: bool = True,
     assume_unseen: bool = False,
     validation_limits: dict | None = None,
-    method: str = Settings.calibration_method,
 ) -> dict:
-    """Register a copy of a version with a calibration table fitted on faces it never saw.
+    """Publish a copy of a version with a calibration table fitted on faces it never saw.
 
     For versions trained elsewhere (imported) or calibrated on too few faces: 70 % of the
-    folder's usable faces (by content hash) fit the table (`method`: see
-    `model.evaluation.calibration_methods`), the other 30 % measure it. Versions
+    folder's usable faces (by content hash) fit the table (with `policy.calibration_method`),
+    the other 30 % measure it. Versions
     are immutable, so the result is a NEW version (same model file, `calibrated_from` in its
-    config) that goes through `promote` like any other.
+    config), produced by an MLflow run named "calibrate", that goes through `promote` like any
+    other. `policy` gives the legal age and the interval coverage (default: the settings').
 
     Raises:
         UserError: the folder is the version's own training set, any of its faces is in the
@@ -173,10 +214,13 @@ def calibrate_model(
     from model.data.dataset import validate_dataset
     from model.data.split import hash_position
     from model.lifecycle.card import model_card, reliability_plot
+    from model.lifecycle.publish import DEFAULT_POLICY, VersionFiles, publish_version
+    from model.lifecycle.tracking import tracked_run
 
-    registry = ModelRegistry(registry_root)
+    policy = policy or DEFAULT_POLICY
+    registry = ModelRegistry(registry_store, cache_dir=Path(cache_dir) / "models")
     version = registry.resolve(model_ref)
-    if version.path is None or version.path.parent != registry.versions_dir:
+    if version.run_id is None:
         raise UserError(f"{model_ref!r} is not a version of {registry.root}: register it first")
     report = validate_dataset(Path(faces_dir), cache_dir=cache_dir, **(validation_limits or {}))
     usable = report.usable
@@ -185,13 +229,13 @@ def calibrate_model(
                         "validation split when trained): use labelled faces it never saw")
     seen_hashes = training_hashes(version)
     if not seen_hashes and not assume_unseen:
-        raise UserError(f"{version.version} has no training_images.txt, so overlap with "
+        raise UserError(f"{version.version} has no {TRAINING_IMAGES_FILE}, so overlap with "
                         f"{faces_dir} cannot be checked: pass --assume-unseen only if you know "
                         "none of these faces trained it")
     overlap = int(usable["sha256"].isin(seen_hashes).sum())
     if overlap:
         raise UserError(f"{overlap} of {len(usable)} usable faces in {faces_dir} trained "
-                        f"{version.version} (training_images.txt): calibration must come from "
+                        f"{version.version} ({TRAINING_IMAGES_FILE}): calibration must come from "
                         "faces the model never saw; remove them")
     fit = (hash_position(usable["sha256"]) < CALIBRATION_FIT_SHARE).to_numpy()
     true, pred = usable["real_age"].to_numpy(dtype=float), _predict(version, usable, report,
@@ -200,8 +244,9 @@ def calibrate_model(
     source = {"faces_dir": str(faces_dir), "fingerprint": report.fingerprint,
               "calibrated_from": version.version}
     try:
-        calibration = fit_calibration(true[fit], pred[fit], legal_age=legal_age,
-                                      coverage=coverage, method=method, source=source)
+        calibration = fit_calibration(true[fit], pred[fit], legal_age=policy.legal_age,
+                                      coverage=policy.coverage, method=policy.calibration_method,
+                                      source=source)
     except ValueError as exc:
         raise UserError(f"{faces_dir}: {exc} (70 % of the usable faces fit the table)") from None
     if (~fit).sum() < 20:
@@ -215,15 +260,22 @@ def calibrate_model(
               "calibration_faces": str(faces_dir)}
     dataset = {"faces_dir": config.get("faces_dir"), "rows": config.get("rows"),
                "fingerprint": config.get("dataset_fingerprint")}
-    with tempfile.TemporaryDirectory(dir=cache_dir) as work:
+    params = {"calibrated_from": version.version, "faces_dir": str(faces_dir),
+              "fingerprint": report.fingerprint, "legal_age": policy.legal_age,
+              "calibration_coverage": policy.coverage, "rows_fit": calibration.n,
+              "rows_check": int((~fit).sum())}
+    with tempfile.TemporaryDirectory(dir=cache_dir) as work, \
+            tracked_run(registry.store, "calibrate", params=params,
+                        tags={"calibrated_from_run_id": version.run_id}) as run:
         extra = {CALIBRATION_FILE: calibration.save(Path(work) / CALIBRATION_FILE)}
-        if (version.path / "training_images.txt").is_file():
-            extra["training_images.txt"] = version.path / "training_images.txt"
+        if (version.path / TRAINING_IMAGES_FILE).is_file():
+            extra[TRAINING_IMAGES_FILE] = version.path / TRAINING_IMAGES_FILE
         plots = [p for p in (version.path / "plots").glob("*.png") if p.name != "reliability.png"]
         plots.append(reliability_plot(figures, Path(work)))
-        new = registry.register(version.model_path, metrics, config,
-                                str(config.get("dataset_fingerprint")),
-                                model_card(config, metrics, dataset), plots, extra_files=extra)
+        files = VersionFiles(Path(work), version.model_path, metrics, config,
+                             str(config.get("dataset_fingerprint")),
+                             model_card(config, metrics, dataset), plots, extra)
+        new = publish_version(files, registry=registry, run=run).version
     log.info("calibrated %s on %s: registered %s", version.version, faces_dir, new)
     return {"version": new, "calibrated_from": version.version, "faces_dir": str(faces_dir),
             "rows_fit": calibration.n, "rows_check": int((~fit).sum()), "calibration": figures}

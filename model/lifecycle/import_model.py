@@ -1,10 +1,10 @@
 """Importing an age model trained elsewhere (a GPU worker) into the registry.
 
-The registry is a local folder; a model trained on another machine reaches production by
-being imported here: `import_model` checks that the file is a Keras age model this system
+A model trained on another machine reaches production by being imported here: `import_model` checks that the file is a Keras age model this system
 can run (raw RGB pixels (None, S, S, 3) in, one age out), evaluates it on the face set's
 content-hash test split HERE (never trusting figures computed elsewhere), and documents and
-registers it exactly like a model trained here (card, plots, calibration, training hashes).
+publishes it exactly like a model trained here (`model.lifecycle.publish`: card, plots,
+calibration, training hashes), from an MLflow run named "register".
 It is never promoted by the import: `model promote` applies the same gate to it.
 """
 
@@ -21,9 +21,20 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from model.config import Settings
+from model.data.split import SPLITS
 from model.errors import UserError
+from model.evaluation.evaluate import evaluate_splits
+from model.lifecycle.publish import (
+    DEFAULT_POLICY,
+    Policy,
+    PublishResult,
+    document_version,
+    publish_version,
+)
+from model.lifecycle.registry import ModelRegistry
+from model.lifecycle.tracking import tracked_run
 from model.serving.net import load_age_model
-from model.training.train import TrainResult, document_and_register, evaluate_splits
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +76,11 @@ def _run_facts(run_json: Path | None) -> dict:
     return facts
 
 
-def import_model(model_file: Path, faces_dir: Path, *, registry_root: Path, cache_dir: Path,
-                 run_json: Path | None = None,
-                 validation_limits: dict | None = None) -> TrainResult:
-    """Check, evaluate, document and register a model file trained elsewhere (module docstring).
+def import_model(model_file: Path, faces_dir: Path, *, registry_store: str | Path,
+                 cache_dir: Path, run_json: Path | None = None,
+                 validation_limits: dict | None = None, policy: Policy = DEFAULT_POLICY,
+                 batch_size: int = Settings.score_batch_size) -> PublishResult:
+    """Check, evaluate and publish a model file trained elsewhere (module docstring).
 
     Raises:
         UserError: not a Keras file, not an age model (input/output shape), or a face set
@@ -82,11 +94,13 @@ def import_model(model_file: Path, faces_dir: Path, *, registry_root: Path, cach
     size = int(model.input_shape[1])
     report = validate_dataset(Path(faces_dir), cache_dir=cache_dir, **(validation_limits or {}))
     rows = assign_splits(report.usable)
-    counts = {name: int((rows["split"] == name).sum()) for name in ("train", "valid", "test")}
+    counts = {name: int((rows["split"] == name).sum()) for name in SPLITS}
     if counts["valid"] == 0 or counts["test"] == 0:
         raise UserError(f"{faces_dir}: no valid/test faces to evaluate the imported model on")
     images = np.asarray(load_images(rows, size, cache_dir, report.fingerprint))
-    metrics, predictions = evaluate_splits(model, images, rows, batch_size=64)
+    metrics, predictions = evaluate_splits(model, images, rows, batch_size,
+                                           legal_age=policy.legal_age,
+                                           challenge_age=policy.challenge_age)
     recorded = {
         **_run_facts(run_json),
         "size": size,
@@ -97,11 +111,17 @@ def import_model(model_file: Path, faces_dir: Path, *, registry_root: Path, cach
         "command": f"checkout-age model register {model_file}",
     }
     recorded.setdefault("profile", "imported")
+    registry = ModelRegistry(registry_store, cache_dir=Path(cache_dir) / "models")
+    params = {key: recorded.get(key) for key in ("profile", "size", "backbone", "imported_from",
+                                                 "faces_dir", "epochs_run", "device")}
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="import-", dir=cache_dir))
     try:
-        result = document_and_register(model, rows, metrics, predictions, recorded, report,
-                                       work_dir, out_dir=None, registry_root=registry_root)
+        with tracked_run(registry.store, "register",
+                         params={**params, "dataset_fingerprint": report.fingerprint}) as run:
+            files = document_version(model, rows, metrics, predictions, recorded,
+                                     report.fingerprint, policy, work_dir)
+            result = publish_version(files, registry=registry, run=run)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     log.info("imported %s as %s: test MAE %.2f", model_file, result.version,

@@ -1,20 +1,25 @@
-"""File-based model registry: immutable numbered versions and a movable `production` alias.
+"""The model registry on MLflow: registered model `checkout-age`, its versions, the `production` alias.
 
-Layout under the root (`MODEL_REGISTRY`, default `var/registry`)::
+A version is MLflow's: numbered 1, 2, ... by the registry (shown as `v0001`, `v0002`, ... here and
+in every report table), linked to the run that produced it, its files the run's artifacts under
+`version/`::
 
-    versions/v0001/  model.keras  metrics.json  config.json  card.md  plots/*.png  [extra files]
-    aliases/production     {"version": "v0002", "previous": ["v0001"]}  (the truth)
-    aliases/history.jsonl  one line per alias move (audit trail, appended after the move)
+    model.keras  metrics.json  config.json  card.md  plots/*.png  [calibration.json,
+    training_images.txt, and what the publish step's extra producers add]
 
-A version directory is assembled in a staging directory and renamed into place, so it is
-complete or absent. The alias file holds the current version and the stack of earlier ones
-(for rollback) in ONE file that is replaced atomically (temp file, fsync, `os.replace`): a
-crash at any point of a promotion leaves either the old or the new alias, never a mix.
+The files are logged before the version is created, and creating it is one database insert, so
+a version is complete or absent; nothing rewrites a version's files afterwards.
 
-Promotion gate: the candidate's test MAE must be at most `max_mae` (`Settings.gate_max_mae`,
-the original study's requirement) and at most the current production's test MAE plus
-`tolerance` (absolute years, `Settings.gate_tolerance`). Both MAEs come from each version's
-own test split.
+`production` is an MLflow alias (`models:/checkout-age@production`). A promotion first writes
+the candidate's rollback stack (the productions before it, oldest first) as the version tag
+`rollback_stack`, then moves the alias (one update): a process killed at any point leaves the old
+alias or the new one, each with a consistent stack. Promotions and rollbacks are serialised
+(a file lock beside an embedded store; a lock entry in a shared store), and every alias move is
+recorded as a registered-model tag `production.NNNNN` (the history, appended after the move).
+
+Promotion gate: the candidate's test MAE must be at most `max_mae` (`Settings.gate_max_mae`)
+and at most the current production's test MAE plus `tolerance` (absolute years,
+`Settings.gate_tolerance`). Both MAEs come from each version's own test split.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import json
 import os
 import re
 import shutil
+import socket
+import tempfile
 import time
-import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,9 +40,24 @@ from pathlib import Path
 
 from model.config import Settings
 from model.errors import UserError
+from model.lifecycle.store import MlflowStore
 
 PRODUCTION = "production"
+REGISTERED_MODEL = "checkout-age"
+VERSION_ARTIFACTS = "version"  # the producing run's artifact folder holding a version's files
+MODEL_FILE = "model.keras"
+TRAINING_IMAGES_FILE = "training_images.txt"  # content hashes of the faces a version learnt from
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
+_MODELS_URI = re.compile(rf"^models:/{REGISTERED_MODEL}(?:@(?P<alias>\w+)|/(?P<number>\d+))$")
+_LIST_TAGS = ("backbone", "size", "head", "epochs_run", "dataset_fingerprint", "registered_at",
+              "profile")
+LOCK_STALE_S = 120.0  # a shared-store lock older than this was left by a dead process
+LOCK_WAIT_S = 60.0
+
+
+def version_id(number: int | str) -> str:
+    """MLflow's version number as this system names it: 3 -> "v0003"."""
+    return f"v{int(number):04d}"
 
 
 @dataclass(frozen=True)
@@ -47,7 +68,8 @@ class ModelVersion:
     model_path: Path
     metrics: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
-    path: Path | None = None  # the version directory; None for a loose file
+    path: Path | None = None  # the version's folder (local); None for a loose file
+    run_id: str | None = None  # the MLflow run that produced it; None for a loose file
 
     @property
     def image_size(self) -> int:
@@ -97,77 +119,162 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _atomic_write_json(path: Path, payload: dict) -> None:
-    """Replace `path` with `payload` so that readers see the old or the new file, never half."""
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(temp, "w") as handle:
-            json.dump(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-    _fsync_dir(path.parent)
+def _missing(exc: Exception) -> bool:
+    """True when an MLflow error means "no such model, version or alias"."""
+    return getattr(exc, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 class ModelRegistry:
-    """Versions, the production alias and the promotion gate, under one directory."""
+    """Versions, the production alias and the promotion gate, in one MLflow store.
 
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
-        self.versions_dir = self.root / "versions"
-        self.aliases_dir = self.root / "aliases"
-        self.alias_path = self.aliases_dir / PRODUCTION
-        self.history_path = self.aliases_dir / "history.jsonl"
+    Args:
+        store: a folder (the embedded store) or a tracking URI (`model.lifecycle.store`).
+        cache_dir: where versions of a remote store are downloaded (once each; they never
+            change). Default: `Settings.cache_dir / "models"`.
+        artifact_root: artifact location of the experiment if this creates it.
+    """
+
+    def __init__(self, store: str | Path, *, cache_dir: Path | None = None,
+                 artifact_root: str | None = None) -> None:
+        self.store = MlflowStore(store, artifact_root=artifact_root)
+        self.root = self.store.label
+        self.cache_dir = Path(cache_dir) if cache_dir else Settings.cache_dir / "models"
+
+    @property
+    def client(self):  # -> mlflow.MlflowClient
+        """The store's MLflow client."""
+        return self.store.client
 
     # ----------------------------------------------------------------- internals
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Serialise writers (registrations, promotions) across processes."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        """Serialise promotions and rollbacks across processes (and machines, on a server)."""
+        if self.store.root is not None:
+            self.store.root.mkdir(parents=True, exist_ok=True)
+            with open(self.store.root / ".promotion.lock", "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        with self._shared_lock():
+            yield
+
+    @contextlib.contextmanager
+    def _shared_lock(self) -> Iterator[None]:
+        """A lock a shared store holds for every client: a registered model that exists while
+        a promotion runs (its creation fails while another holds it)."""
+        from mlflow.exceptions import MlflowException
+
+        name = f"{REGISTERED_MODEL}.promotion-lock"
+        holder = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()})
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
             try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                self.client.create_registered_model(name, description=holder)
+                break
+            except MlflowException as exc:
+                if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            with contextlib.suppress(MlflowException, ValueError):
+                held = json.loads(self.client.get_registered_model(name).description or "{}")
+                if time.time() - float(held.get("at", 0)) > LOCK_STALE_S:
+                    self.client.delete_registered_model(name)  # left by a dead process
+                    continue
+            if time.monotonic() > deadline:
+                raise UserError(f"another promotion holds {name} in {self.root}; retry later")
+            time.sleep(0.5)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(MlflowException):
+                self.client.delete_registered_model(name)
 
-    def _version_ids(self) -> list[str]:
-        if not self.versions_dir.is_dir():
-            return []
-        ids = [p.name for p in self.versions_dir.iterdir() if _VERSION_RE.match(p.name)]
-        return sorted(ids, key=lambda v: int(v[1:]))
+    def _ensure_registered_model(self) -> None:
+        from mlflow.exceptions import MlflowException
 
-    def _load_version(self, version: str) -> ModelVersion:
-        path = self.versions_dir / version
-        return ModelVersion(
-            version=version,
-            model_path=path / "model.keras",
-            metrics=_read_json(path / "metrics.json"),
-            config=_read_json(path / "config.json"),
-            path=path,
-        )
+        try:
+            self.client.get_registered_model(REGISTERED_MODEL)
+        except MlflowException as exc:
+            if not _missing(exc):
+                raise
+            with contextlib.suppress(MlflowException):  # created concurrently: fine
+                self.client.create_registered_model(
+                    REGISTERED_MODEL, description="Customer age from a checkout-camera face "
+                    "(years). Versions are produced by `checkout-age model train | register | "
+                    "calibrate`; the alias `production` is what the daily score job uses.")
 
-    def _alias(self) -> dict:
-        return _read_json(self.alias_path)
+    def _mlflow_versions(self) -> list:
+        from mlflow.exceptions import MlflowException
 
-    def _move_alias(self, version: str, previous: list[str], event: str) -> None:
-        self.aliases_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write_json(self.alias_path, {"version": version, "previous": previous})
-        line = {"event": event, "version": version, "previous": previous[-1:] or None,
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        with open(self.history_path, "a") as handle:
-            handle.write(json.dumps(line) + "\n")
+        try:
+            found = self.client.search_model_versions(f"name='{REGISTERED_MODEL}'")
+        except MlflowException as exc:
+            if _missing(exc):
+                return []
+            raise
+        return sorted(found, key=lambda v: int(v.version))
+
+    def _alias_number(self) -> int | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return int(self.client.get_model_version_by_alias(REGISTERED_MODEL, PRODUCTION).version)
+        except MlflowException as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def _version_folder(self, mv) -> Path:
+        """The local folder of a version's files (downloaded once from a remote store)."""
+        local = self.store.artifact_dir(mv.source)
+        if local is not None:
+            return local
+        target = self.cache_dir / f"{version_id(mv.version)}-{mv.run_id}"
+        if (target / MODEL_FILE).is_file():
+            return target
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=self.cache_dir))
+        try:
+            self.client.download_artifacts(mv.run_id, VERSION_ARTIFACTS, str(staging))
+            with contextlib.suppress(OSError):  # another process finished the same download
+                os.rename(staging / VERSION_ARTIFACTS, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def _load(self, mv) -> ModelVersion:
+        folder = self._version_folder(mv)
+        return ModelVersion(version=version_id(mv.version), model_path=folder / MODEL_FILE,
+                            metrics=_read_json(folder / "metrics.json"),
+                            config=_read_json(folder / "config.json"), path=folder,
+                            run_id=mv.run_id)
+
+    def _get(self, number: int):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(REGISTERED_MODEL, str(number))
+        except MlflowException as exc:
+            if not _missing(exc):
+                raise
+        known = ", ".join(version_id(v.version) for v in self._mlflow_versions()) or "none"
+        raise UserError(f"unknown model version {version_id(number)!r} in {self.root} "
+                        f"(versions: {known})")
+
+    def _move_alias(self, number: int, stack: list[str], event: str, previous: str | None) -> None:
+        """Write the target's rollback stack, move the alias, then record the move."""
+        self.client.set_model_version_tag(REGISTERED_MODEL, str(number), "rollback_stack",
+                                          json.dumps(stack))
+        self.client.set_registered_model_alias(REGISTERED_MODEL, PRODUCTION, str(number))
+        seq = len(self.history()) + 1
+        self.client.set_registered_model_tag(REGISTERED_MODEL, f"{PRODUCTION}.{seq:05d}", json.dumps(
+            {"event": event, "version": version_id(number), "previous": previous, "at": _now()}))
 
     # ----------------------------------------------------------------- public API
     def register(
@@ -179,8 +286,9 @@ class ModelRegistry:
         card_md: str,
         plots: list[Path],
         extra_files: dict[str, Path] | None = None,
+        run_id: str | None = None,
     ) -> str:
-        """Store a trained model as the next version; returns its id (`v0001`, `v0002`, ...).
+        """Store a model as the next version; returns its id (`v0001`, `v0002`, ...).
 
         Args:
             model_path: the `.keras` file (copied).
@@ -189,100 +297,103 @@ class ModelRegistry:
             fingerprint: the training dataset's fingerprint (stored in config.json).
             card_md: the model card.
             plots: PNG files copied into `plots/`.
-            extra_files: more files to keep, {name in the version dir: source path}.
+            extra_files: more files to keep, {name in the version folder: source path}.
+            run_id: the MLflow run that produced the model (its artifacts get the files);
+                None: a run named "register" is made for it.
         """
         model_path = Path(model_path)
         if not model_path.is_file():
             raise UserError(f"model file not found: {model_path}")
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        staging = self.versions_dir / f".staging-{uuid.uuid4().hex}"
-        staging.mkdir()
-        try:
-            shutil.copy2(model_path, staging / "model.keras")
-            stored_config = {
-                **config,
-                "dataset_fingerprint": fingerprint,
-                "registered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
+        stored_config = {**config, "dataset_fingerprint": fingerprint, "registered_at": _now()}
+        with tempfile.TemporaryDirectory(prefix="version-") as work:
+            staging = Path(work) / VERSION_ARTIFACTS
+            (staging / "plots").mkdir(parents=True)
+            shutil.copy2(model_path, staging / MODEL_FILE)
             (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
             (staging / "config.json").write_text(json.dumps(stored_config, indent=2))
             (staging / "card.md").write_text(card_md)
-            (staging / "plots").mkdir()
             for plot in plots:
                 shutil.copy2(plot, staging / "plots" / Path(plot).name)
             for name, source in (extra_files or {}).items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, staging / name)
             for path in staging.rglob("*"):
                 if path.is_file():
                     path.chmod(0o444)  # versions are immutable
-            with self._locked():
-                ids = self._version_ids()
-                number = int(ids[-1][1:]) + 1 if ids else 1
-                version = f"v{number:04d}"
-                os.rename(staging, self.versions_dir / version)
-            _fsync_dir(self.versions_dir)
-            return version
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            own_run = run_id is None
+            if own_run:
+                run_id = self.client.create_run(self.store.experiment_id,
+                                                run_name="register").info.run_id
+            try:
+                self.client.log_artifacts(run_id, str(staging), VERSION_ARTIFACTS)
+                self._ensure_registered_model()
+                run = self.client.get_run(run_id)
+                tags = {key: stored_config.get(key) for key in _LIST_TAGS}
+                tags["test_mae"] = _test_mae(metrics)
+                created = self.client.create_model_version(
+                    REGISTERED_MODEL, f"{run.info.artifact_uri}/{VERSION_ARTIFACTS}", run_id,
+                    tags={k: str(v) for k, v in tags.items() if v is not None})
+            except BaseException:
+                if own_run:
+                    self.store.end_run(run_id, "FAILED")
+                raise
+            if own_run:
+                self.store.end_run(run_id)
+        return version_id(created.version)
 
     def list_versions(self) -> list[dict]:
         """One summary dict per version, oldest first, with `production` marked."""
-        current = self._alias().get("version")
+        current = self._alias_number()
         rows = []
-        for version in self._version_ids():
-            entry = self._load_version(version)
-            config = entry.config
+        for mv in self._mlflow_versions():
+            tags = mv.tags or {}
+            mae = tags.get("test_mae")
             rows.append({
-                "version": version,
-                "production": version == current,
-                "test_mae": entry.test_mae,
-                "backbone": config.get("backbone"),
-                "size": config.get("size"),
-                "head": config.get("head"),
-                "epochs_run": config.get("epochs_run"),
-                "dataset_fingerprint": config.get("dataset_fingerprint"),
-                "registered_at": config.get("registered_at"),
+                "version": version_id(mv.version),
+                "production": int(mv.version) == current,
+                "test_mae": float(mae) if mae is not None else None,
+                **{key: tags.get(key) for key in _LIST_TAGS},
+                "size": int(tags["size"]) if tags.get("size") else None,
+                "epochs_run": int(tags["epochs_run"]) if tags.get("epochs_run") else None,
+                "run_id": mv.run_id,
             })
         return rows
 
     def production(self) -> ModelVersion | None:
         """The version the `production` alias points at, or None before any promotion."""
-        version = self._alias().get("version")
-        return self._load_version(version) if version else None
+        number = self._alias_number()
+        return self._load(self._get(number)) if number is not None else None
 
     def resolve(self, ref: str | Path) -> ModelVersion:
-        """Find a model by "production", a version id, or a path to a `.keras` file/version dir.
+        """Find a model by "production", a version id (v0003), a `models:/checkout-age@alias`
+        or `models:/checkout-age/3` URI, or a path to a `.keras` file or version folder.
 
         Raises:
             UserError: the reference matches nothing.
         """
         text = str(ref)
-        if text == PRODUCTION:
+        uri = _MODELS_URI.match(text)
+        if text == PRODUCTION or (uri and uri["alias"] == PRODUCTION):
             current = self.production()
             if current is None:
                 raise UserError(f"no production model in {self.root}: promote a version first")
             return current
+        if uri and uri["number"]:
+            return self._load(self._get(int(uri["number"])))
         if _VERSION_RE.match(text):
-            if (self.versions_dir / text).is_dir():
-                return self._load_version(text)
-            known = ", ".join(self._version_ids()) or "none"
-            raise UserError(f"unknown model version {text!r} in {self.root} (versions: {known})")
+            return self._load(self._get(int(text[1:])))
         path = Path(text)
-        if path.is_dir() and (path / "model.keras").is_file():
-            path = path / "model.keras"
+        if path.is_dir() and (path / MODEL_FILE).is_file():
+            path = path / MODEL_FILE
         if path.is_file() and path.suffix == ".keras":
             folder = path.parent
+            documented = (folder / "config.json").is_file()
             return ModelVersion(
-                version=folder.name if (folder / "config.json").is_file() else path.stem,
-                model_path=path,
+                version=folder.name if documented else path.stem, model_path=path,
                 metrics=_read_json(folder / "metrics.json"),
-                config=_read_json(folder / "config.json"),
-                path=folder if (folder / "config.json").is_file() else None,
-            )
-        raise UserError(
-            f"unknown model {text!r}: not 'production', a version id (v0001) or a .keras file"
-        )
+                config=_read_json(folder / "config.json"), path=folder if documented else None)
+        raise UserError(f"unknown model {text!r}: not 'production', a version id (v0001), "
+                        f"models:/{REGISTERED_MODEL}@ALIAS or a .keras file")
 
     def promote(
         self, version: str, *, max_mae: float = Settings.gate_max_mae,
@@ -291,7 +402,7 @@ class ModelRegistry:
         """Point `production` at `version` if it passes the gate (see the module docstring)."""
         with self._locked():
             candidate = self.resolve(version)
-            if candidate.path is None or candidate.path.parent != self.versions_dir:
+            if candidate.run_id is None:
                 raise UserError(f"{version!r} is not a version of this registry")
             current = self.production()
             previous = current.version if current else None
@@ -315,14 +426,18 @@ class ModelRegistry:
                     f"(tolerance {tolerance:.2f})",
                     previous,
                 )
-            stack = list(self._alias().get("previous", [])) + ([previous] if previous else [])
-            self._move_alias(candidate.version, stack, "promote")
+            stack = (self._stack(current) + [previous]) if current else []
+            self._move_alias(int(candidate.version[1:]), stack, "promote", previous)
             against = f", production {previous} had {current_mae:.2f}" if current_mae is not None else ""
             return PromotionResult(
                 True,
                 f"{candidate.version}: test MAE {mae:.2f} <= {max_mae:.2f}{against}",
                 previous,
             )
+
+    def _stack(self, version: ModelVersion) -> list[str]:
+        tags = self.client.get_model_version(REGISTERED_MODEL, str(int(version.version[1:]))).tags
+        return list(json.loads((tags or {}).get("rollback_stack", "[]")))
 
     def rollback(self) -> ModelVersion:
         """Point `production` back at the version it replaced; returns the new production.
@@ -331,12 +446,46 @@ class ModelRegistry:
             UserError: no production yet, or nothing earlier to go back to.
         """
         with self._locked():
-            alias = self._alias()
-            if not alias.get("version"):
+            current = self.production()
+            if current is None:
                 raise UserError(f"no production model in {self.root}: nothing to roll back")
-            stack = list(alias.get("previous", []))
+            stack = self._stack(current)
             if not stack:
-                raise UserError(f"production {alias['version']} has no earlier version to roll back to")
+                raise UserError(f"production {current.version} has no earlier version to roll back to")
             target = stack.pop()
-            self._move_alias(target, stack, "rollback")
-            return self._load_version(target)
+            self._move_alias(int(target[1:]), stack, "rollback", current.version)
+            return self.resolve(target)
+
+    def version_tags(self) -> dict[str, dict]:
+        """Every version's MLflow tags, {"v0001": {...}, ...}."""
+        return {version_id(mv.version): dict(mv.tags or {}) for mv in self._mlflow_versions()}
+
+    def tag_version(self, version: str, key: str, value: str) -> None:
+        """Set one MLflow tag on a version (its files never change)."""
+        self.client.set_model_version_tag(REGISTERED_MODEL, str(int(version[1:])), key, value)
+
+    def set_production(self, version: str, stack: list[str], event: str) -> None:
+        """Point production at `version` without the gate, with `stack` as its rollback
+        history (for imports of an existing production, e.g. `model migrate-registry`)."""
+        with self._locked():
+            self._get(int(version[1:]))
+            current = self._alias_number()
+            self._move_alias(int(version[1:]), stack, event,
+                             version_id(current) if current is not None else None)
+
+    def history(self) -> list[dict]:
+        """Every move of the production alias, oldest first (`event`, `version`, `previous`, `at`)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client.get_registered_model(REGISTERED_MODEL).tags or {}
+        except MlflowException as exc:
+            if _missing(exc):
+                return []
+            raise
+        return [json.loads(value) for key, value in sorted(tags.items())
+                if key.startswith(f"{PRODUCTION}.")]
+
+
+__all__ = ["MODEL_FILE", "PRODUCTION", "REGISTERED_MODEL", "TRAINING_IMAGES_FILE", "ModelRegistry", "ModelVersion", "PromotionResult",
+           "version_id"]

@@ -21,15 +21,13 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from model.config import Settings
 from model.serving.images import image_to_array
+from model.serving.reasons import DETECTION_FAILED, FACE_TOO_SMALL, NO_FACE
 
-NO_FACE = "no_face"
-FACE_TOO_SMALL = "face_too_small"
-DETECTION_FAILED = "detection_failed"
-
-DETECT_WIDTH = 480  # frames are scaled to this width for detection (faces >= ~54 px in 1280)
-MIN_CONFIDENCE = 0.90  # a detection below this is not counted as a face
-MIN_FACE_PX = 64  # a chosen face narrower than this (frame pixels) is `face_too_small`
+DETECT_WIDTH = Settings.detect_width_px  # frames are scaled to this width for detection
+MIN_CONFIDENCE = Settings.min_face_confidence  # a detection below this is not a face
+MIN_FACE_PX = Settings.min_face_px  # a chosen face narrower than this is `face_too_small`
 NEAR_TIE = 0.8  # faces at least this share of the widest one's width compete on centring
 DETECT_BATCH = 16  # frames of one size per detector call (one call per pyramid level)
 MAX_TILT_DEG = 30.0  # eye lines tilted more than this are landmark errors, not heads
@@ -241,7 +239,7 @@ def _located_row(located: Located, frame: bool) -> dict:
 
 
 def locate_photos(contents: list[bytes | None], *, photo_format: str = AUTO,
-                  crop_max_px: int = 400, detect_width: int = DETECT_WIDTH,
+                  crop_max_px: int = Settings.crop_max_px, detect_width: int = DETECT_WIDTH,
                   min_confidence: float = MIN_CONFIDENCE, min_face_px: int = MIN_FACE_PX,
                   limits: dict[str, int] | None = None) -> list[dict]:
     """Per photo: the decoder's or the detector's verdict and, for frames, the customer's face.

@@ -13,6 +13,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from model.config import Settings
+
 # Reason codes shared by the dataset validator and the scoring job's quarantine.
 NOT_AN_IMAGE = "not_an_image"
 UNREADABLE_IMAGE = "unreadable_image"
@@ -54,9 +56,9 @@ def _center_square(image: Image.Image) -> Image.Image:
 def open_image(
     data: bytes,
     *,
-    min_side: int = 32,
-    max_side: int = 8000,
-    max_pixels: int = 40_000_000,
+    min_side: int = Settings.min_side_px,
+    max_side: int = Settings.max_side_px,
+    max_pixels: int = Settings.max_pixels,
 ) -> Image.Image:
     """Fully decode `data` into an upright RGB PIL image, or raise `ImageRejected`.
 

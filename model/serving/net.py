@@ -154,7 +154,7 @@ def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
     """Set every BatchNormalization layer's momentum (recompile afterwards); returns how many.
 
     Keras's 0.999 made validation error swing for many epochs after unfreezing MobileNetV2;
-    0.9 let it converge (stack-notes).
+    0.9 let it converge (measured on this face set).
     """
     count = 0
     for layer in backbone_of(model).layers:

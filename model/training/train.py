@@ -18,38 +18,42 @@ plain `train_on_batch` (bench/results/bench_train_loop.json).
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 
-from model.config import Settings
+from model.data.split import SPLITS
 from model.errors import UserError
-from model.evaluation.calibration import CALIBRATION_FILE, calibrate_split, load_calibration
-from model.evaluation.metrics import age_metrics
-from model.evaluation.policy import calibrated_policy_curve
-from model.lifecycle.card import model_card, reliability_plot, residual_plots
-from model.lifecycle.registry import ModelRegistry, PromotionResult
+from model.evaluation.evaluate import evaluate_splits
+from model.lifecycle.publish import (
+    DEFAULT_GATE,
+    DEFAULT_POLICY,
+    Gate,
+    Policy,
+    PublishResult,
+    document_version,
+    publish_version,
+)
+from model.lifecycle.registry import ModelRegistry
+from model.lifecycle.tracking import tracked_run
 from model.serving.net import backbone_of, build_age_model, set_batchnorm_momentum
-from model.serving.predict import predict_ages
 from model.training.batches import FaceBatches
 from model.training.profiles import TrainConfig, estimate_minutes
 
-__all__ = ["FitResult", "TrainConfig", "TrainResult", "document_and_register",
-           "evaluate_splits", "fit_age_model", "train_model"]
+__all__ = ["FitResult", "TrainConfig", "fit_age_model", "train_model"]
 
 log = logging.getLogger(__name__)
 
 MIN_TRAIN_ROWS = 20  # below this a run is a mistake, not a model
 MONITOR = "val_mae"
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass
@@ -63,17 +67,6 @@ class FitResult:
     dtype_policy: str = "float32"
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase
     stopped_by_time_limit: bool = False
-
-
-@dataclass
-class TrainResult:
-    """Outcome of `train_model`."""
-
-    version: str | None
-    model_path: Path | None
-    metrics: dict
-    config: dict
-    promotion: PromotionResult | None = None
 
 
 def accelerator_present() -> bool:
@@ -321,20 +314,6 @@ def check_time_limit(config: TrainConfig, rows: dict[str, int],
     return needed
 
 
-def evaluate_splits(model: keras.Model, images: np.ndarray, rows: pd.DataFrame,
-                    batch_size: int) -> tuple[dict, dict]:
-    """(metrics, predictions) of the valid and test splits of `rows` (its `split`), flip TTA."""
-    ages = rows["real_age"].to_numpy(dtype=np.float32)
-    gender = rows["gender"].to_numpy() if "gender" in rows else None
-    metrics, predictions = {}, {}
-    for name in ("valid", "test"):
-        mask = (rows["split"] == name).to_numpy()
-        predictions[name] = predict_ages(model, images[mask], batch_size=batch_size)
-        metrics[name] = age_metrics(ages[mask], predictions[name],
-                                    gender[mask] if gender is not None else None)
-    return metrics, predictions
-
-
 def _recorded(config: TrainConfig, fit: FitResult, counts: dict, faces_dir: Path,
               command: str | None, estimate: float) -> dict:
     """What config.json keeps about the run."""
@@ -361,25 +340,31 @@ def train_model(
     config: TrainConfig,
     *,
     cache_dir: Path,
-    registry_root: Path | None,
+    registry_store: str | Path | None,
     out_dir: Path | None = None,
     promote: bool = False,
-    max_mae: float = Settings.gate_max_mae,
-    tolerance: float = Settings.gate_tolerance,
+    gate: Gate = DEFAULT_GATE,
+    policy: Policy = DEFAULT_POLICY,
     validation_limits: dict | None = None,
     command: str | None = None,
     max_minutes: float | None = None,
-) -> TrainResult:
-    """Validate, split, fit, evaluate, document and register one model (module docstring).
+) -> PublishResult:
+    """Validate, split, fit, evaluate and publish one model (module docstring).
+
+    With a registry the whole run is an MLflow run named "train": params (the training
+    config, seeds, dataset fingerprint, git commit) up front, per-epoch figures after the fit,
+    test figures and the version's files at publication; a run that fails ends FAILED.
 
     Args:
         faces_dir: labelled face set (`labels.csv` + `final_files/`).
-        config: training settings (`model.profiles.train_config`).
+        config: training settings (`model.training.profiles.train_config`).
         cache_dir: decoded-image and validation caches; checkpoints go in a temp dir here.
-        registry_root: registry to add the version to; None to skip registering.
+        registry_store: the MLflow store to log the run and register the version in
+            (`Settings.registry_store`); None to skip both.
         out_dir: also write model.keras, metrics, config, card and plots here.
-        promote: promote the new version through the gate (needs a registry).
-        max_mae, tolerance: the promotion gate (see `model.registry`).
+        promote: promote the new version through `gate` (needs a registry).
+        gate: the promotion gate (`model.lifecycle.registry`).
+        policy: legal age, challenge age and interval coverage of every figure.
         validation_limits: `validate_dataset` keyword limits (ages, sizes).
         command: the command line that started the run (recorded in the card).
         max_minutes: refuse a run estimated to need longer on the CPU, and stop training
@@ -393,83 +378,34 @@ def train_model(
     started = time.monotonic()
     report, rows, counts = _training_rows(faces_dir, config, cache_dir, validation_limits)
     estimate = check_time_limit(config, counts, max_minutes)
-    images = load_images(rows, config.size, cache_dir, report.fingerprint)
-    parts = {name: (rows["split"] == name).to_numpy() for name in SPLITS}
-    ages = rows["real_age"].to_numpy(dtype=np.float32)
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    work_dir = Path(tempfile.mkdtemp(prefix="train-", dir=cache_dir))
-    deadline = None if max_minutes is None else started + 60 * max_minutes * 0.9  # 10 %: eval
-    fit = fit_age_model(np.asarray(images[parts["train"]]), ages[parts["train"]],
-                        np.asarray(images[parts["valid"]]), ages[parts["valid"]], config,
-                        work_dir, callbacks=(TimeLimit(deadline),))
-    metrics, predictions = evaluate_splits(fit.model, images, rows, config.batch_size)
-    recorded = _recorded(config, fit, counts, faces_dir, command, estimate)
-    try:
-        return document_and_register(fit.model, rows, metrics, predictions, recorded, report,
-                                     work_dir, out_dir=out_dir, registry_root=registry_root,
-                                     promote=promote, max_mae=max_mae, tolerance=tolerance)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-
-
-def document_and_register(model: keras.Model, rows: pd.DataFrame, metrics: dict,
-                          predictions: dict, recorded: dict, report: object, work_dir: Path, *,
-                          out_dir: Path | None, registry_root: Path | None,
-                          promote: bool = False, max_mae: float = Settings.gate_max_mae,
-                          tolerance: float = Settings.gate_tolerance) -> TrainResult:
-    """Save the model, plots, calibration and card in `work_dir`; copy them to `out_dir`;
-    register (and maybe promote) the version. `recorded` is the version's config.json."""
-    parts = {name: (rows["split"] == name).to_numpy() for name in SPLITS}
-    ages = rows["real_age"].to_numpy(dtype=np.float32)
-    model_path = work_dir / "model.keras"
-    model.save(model_path)
-    plots = residual_plots(ages[parts["test"]], predictions["test"], work_dir / "plots")
-    # Calibration (issue 12): fitted on the validation split, measured on the test split.
-    calibrated, metrics["test"]["calibration"] = calibrate_split(
-        (ages[parts["valid"]], predictions["valid"]), (ages[parts["test"]], predictions["test"]),
-        work_dir, legal_age=metrics["test"].get("legal_age", Settings.legal_age),
-        coverage=Settings.calibration_coverage,
-        source={"split": "valid", "dataset_fingerprint": report.fingerprint})
-    if calibrated is not None:
-        plots.append(reliability_plot(metrics["test"]["calibration"], work_dir / "plots"))
-    metrics["test"]["policy_curve"] = calibrated_policy_curve(
-        load_calibration(work_dir), ages[parts["test"]], predictions["test"],
-        legal_age=metrics["test"].get("legal_age", Settings.legal_age))
-    seen = work_dir / "training_images.txt"  # content hashes the model learnt from
-    seen.write_text("\n".join(sorted(rows.loc[~parts["test"], "sha256"])) + "\n")
-    kept = {"training_images.txt": seen,
-            **({CALIBRATION_FILE: calibrated} if calibrated is not None else {})}
-    dataset = {"faces_dir": recorded["faces_dir"], "fingerprint": report.fingerprint,
-               "rows": recorded["rows"]}
-    card = model_card({**recorded, "dataset_fingerprint": report.fingerprint}, metrics, dataset)
-    result = TrainResult(None, model_path, metrics, recorded)
-    if out_dir is not None:
-        result = replace(result, model_path=_write_out(out_dir, work_dir, metrics, recorded,
-                                                       report.fingerprint, card))
-    if registry_root is not None:
-        registry = ModelRegistry(registry_root)
-        version = registry.register(model_path, metrics, recorded, report.fingerprint, card,
-                                    plots, extra_files=kept)
-        result = replace(result, version=version,
-                         model_path=registry.resolve(version).model_path)
-        if promote:
-            result.promotion = registry.promote(version, max_mae=max_mae, tolerance=tolerance)
-    return result
-
-
-def _write_out(out_dir: Path, work_dir: Path, metrics: dict, config: dict, fingerprint: str,
-               card: str) -> Path:
-    """Copy a run's files into a plain folder (no registry)."""
-    out_dir = Path(out_dir)
-    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(work_dir / "model.keras", out_dir / "model.keras")
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (out_dir / "config.json").write_text(json.dumps({**config, "dataset_fingerprint": fingerprint},
-                                                    indent=2))
-    (out_dir / "card.md").write_text(card)
-    for plot in (work_dir / "plots").glob("*.png"):
-        shutil.copy2(plot, out_dir / "plots" / plot.name)
-    for name in ("training_images.txt", CALIBRATION_FILE):
-        if (work_dir / name).is_file():
-            shutil.copy2(work_dir / name, out_dir / name)
-    return out_dir / "model.keras"
+    registry = None if registry_store is None else ModelRegistry(
+        registry_store, cache_dir=Path(cache_dir) / "models")
+    params = {**asdict(config), "dataset_fingerprint": report.fingerprint,
+              "faces_dir": str(faces_dir), "rows_train": counts["train"],
+              "rows_valid": counts["valid"], "rows_test": counts["test"],
+              "legal_age": policy.legal_age, "challenge_age": policy.challenge_age,
+              "calibration_coverage": policy.coverage, "backend": keras.backend.backend()}
+    with (tracked_run(registry.store, "train", params=params, tags={"command": command})
+          if registry is not None else contextlib.nullcontext()) as run:
+        images = load_images(rows, config.size, cache_dir, report.fingerprint)
+        parts = {name: (rows["split"] == name).to_numpy() for name in SPLITS}
+        ages = rows["real_age"].to_numpy(dtype=np.float32)
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        work_dir = Path(tempfile.mkdtemp(prefix="train-", dir=cache_dir))
+        try:
+            deadline = None if max_minutes is None else started + 60 * max_minutes * 0.9  # eval
+            fit = fit_age_model(np.asarray(images[parts["train"]]), ages[parts["train"]],
+                                np.asarray(images[parts["valid"]]), ages[parts["valid"]], config,
+                                work_dir, callbacks=(TimeLimit(deadline),))
+            if run is not None:
+                run.log_history(fit.history)
+            metrics, predictions = evaluate_splits(fit.model, images, rows, config.batch_size,
+                                                   legal_age=policy.legal_age,
+                                                   challenge_age=policy.challenge_age)
+            recorded = _recorded(config, fit, counts, faces_dir, command, estimate)
+            files = document_version(fit.model, rows, metrics, predictions, recorded,
+                                     report.fingerprint, policy, work_dir)
+            return publish_version(files, registry=registry, run=run, out_dir=out_dir,
+                                   promote=promote, gate=gate)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)

@@ -14,10 +14,13 @@ import jinja2
 import pytest
 from airflow.models import DagBag
 
+from jobs.cli import registry as cli_registry
 from jobs.cli import training
-from jobs.cli.training import EXIT_GATE_REFUSED
+from jobs.cli.registry import EXIT_GATE_REFUSED
 
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+PROJECT = Path(__file__).resolve().parents[2]
+DAGS_FOLDER = PROJECT / "dags"
+JOBS_VENV = PROJECT / ".venv"
 
 EXPECTED_DOWNSTREAM = {
     "checkout_age_daily": {
@@ -144,7 +147,9 @@ def _model_args(dag, task_id: str, conf: dict) -> argparse.Namespace:
     words = _render(dag.get_task(task_id).bash_command, conf, dag)
     assert words[0].endswith("/.venv/bin/checkout-age") and words[1] == "model"
     parser = argparse.ArgumentParser()
-    training.add_commands(parser.add_subparsers(dest="model_command"))
+    commands = parser.add_subparsers(dest="model_command")
+    training.add_commands(commands)
+    cli_registry.add_commands(commands)
     return parser.parse_args(words[2:])
 
 
@@ -161,7 +166,6 @@ def test_retrain_params_default_to_the_settings(dagbag):
 
 def test_an_environment_override_reaches_a_scheduled_retrain(dagbag, monkeypatch, tmp_path):
     from model.config import TRAIN_PROFILES, load_settings
-    from model.lifecycle.registry import ModelRegistry
 
     dag = dagbag.dags["age_model_retrain"]
     for name, value in {"TRAIN_PROFILE": "gpu", "IMAGE_SIZE": "128", "BACKBONE": "resnet50",
@@ -177,16 +181,25 @@ def test_an_environment_override_reaches_a_scheduled_retrain(dagbag, monkeypatch
         load_settings())
     assert (config.profile, config.size, config.feature_cache) == ("quick", 96, True)
     # The gate: a candidate at 7.0 passes the default 8.0 but not CHECKOUT_AGE_GATE_MAX_MAE=6.5.
-    monkeypatch.setenv("MODEL_REGISTRY", str(tmp_path))
+    # The task's own command runs in the jobs venv (MLflow lives there, not in Airflow's).
+    monkeypatch.setenv("MODEL_REGISTRY", str(tmp_path / "mlflow"))
     model_file = tmp_path / "model.keras"
     model_file.write_bytes(b"not loaded by promote")
-    ModelRegistry(tmp_path).register(model_file, {"test": {"mae": 7.0}}, {}, "f" * 64, "#", [])
+    register_two = ("import sys; from model.lifecycle.registry import ModelRegistry; "
+                    "r = ModelRegistry(sys.argv[1]); "
+                    "[r.register(sys.argv[2], {'test': {'mae': 7.0}}, {}, 'f' * 64, '#', []) "
+                    "for _ in range(2)]")
+    subprocess.run([str(JOBS_VENV / "bin" / "python"), "-c", register_two,
+                    str(tmp_path / "mlflow"), str(model_file)], check=True, cwd=PROJECT)
     args = _model_args(dag, "promote_candidate", {})
     assert args.version == "v0002" and args.max_mae is None
-    ModelRegistry(tmp_path).register(model_file, {"test": {"mae": 7.0}}, {}, "f" * 64, "#", [])
-    assert args.handler(args) == EXIT_GATE_REFUSED
+    promote = _render(dag.get_task("promote_candidate").bash_command, {}, dag)
+    refused = subprocess.run(promote, capture_output=True, text=True)
+    assert refused.returncode == EXIT_GATE_REFUSED, refused.stderr[-2000:]
+    assert "above the maximum 6.50" in refused.stdout
     monkeypatch.delenv("CHECKOUT_AGE_GATE_MAX_MAE")
-    assert args.handler(args) == 0
+    promoted = subprocess.run(promote, capture_output=True, text=True)
+    assert promoted.returncode == 0, promoted.stderr[-2000:]
 
 
 def test_a_retrain_that_cannot_finish_in_the_task_timeout_is_refused(dagbag):

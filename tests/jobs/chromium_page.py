@@ -129,8 +129,11 @@ def _errors(events: list[dict]) -> list[str]:
     return found
 
 
-def visit(page: Path, width: int = 1200, settle_s: float = 0.5) -> PageVisit:
-    """Load `page` in a fresh headless Chromium and return errors, requests, DOM facts, a PNG."""
+def visit(page: Path | str, width: int = 1200, settle_s: float = 0.5,
+          wait_for_text: str | None = None, timeout_s: float = 60) -> PageVisit:
+    """Load `page` (a file, or a URL) in a fresh headless Chromium and return errors, requests,
+    DOM facts and a PNG. `wait_for_text`: wait (up to `timeout_s`) until the page's text holds
+    it, for pages that render after their own requests (a single-page app)."""
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
@@ -159,9 +162,17 @@ def visit(page: Path, width: int = 1200, settle_s: float = 0.5) -> PageVisit:
         pipe.call("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
                   session=session)
-        pipe.call("Page.navigate", {"url": page.resolve().as_uri()}, session=session)
-        pipe.wait_event("Page.loadEventFired")
+        url = page if isinstance(page, str) else page.resolve().as_uri()
+        pipe.call("Page.navigate", {"url": url}, session=session)
+        pipe.wait_event("Page.loadEventFired", timeout=timeout_s)
         pipe.drain(settle_s)
+        deadline = time.monotonic() + timeout_s
+        while wait_for_text is not None and time.monotonic() < deadline:
+            text = pipe.call("Runtime.evaluate", {"expression": "document.body.innerText",
+                                                  "returnByValue": True}, session=session)
+            if wait_for_text in str(text["result"].get("value", "")):
+                break
+            pipe.drain(0.5)
         facts = pipe.call("Runtime.evaluate", {"expression": _DOM_FACTS, "returnByValue": True},
                           session=session)["result"]["value"]
         size = pipe.call("Page.getLayoutMetrics", session=session)["cssContentSize"]

@@ -36,7 +36,7 @@ def run_cli(*args: str) -> dict:
 def run_reported_day(faces_dir: Path, registry: Path, root: Path, cache: Path) -> ReportedDay:
     """Simulate REPORTED_DAY under `root`, score it with `registry`'s production model through
     `checkout-age score` (spark-submit), then build its reports through `checkout-age reports`."""
-    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
 
     faces = load_test_faces(faces_dir, cache)

@@ -141,7 +141,7 @@ def write_samples(root: Path) -> Path:
                 "age_group": group, "model_version": "v0003", "age_low": age - 5.0,
                 "age_high": age + 5.0, "p_under_legal_age": p_minor.get(n, 0.001)}
 
-    # Frames (issue 10) on D1: S001 lane 1 3 scored (face 120/150/180 px) + 1 no_face, S001 lane
+    # Frames on D1: S001 lane 1 3 scored (face 120/150/180 px) + 1 no_face, S001 lane
     # 2 only 2 no_face, S002 lane 1 one scored (90 px); the other photos are crops (NULLs).
     # No-face rate: S001/1 1/4, S001/2 2/2, S002/1 0/1; the day 3/7, median face 135 px. D2: crops.
     frames = {1: 120, 2: 150, 3: 180, 9: 90}

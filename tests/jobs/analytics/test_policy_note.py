@@ -41,16 +41,17 @@ def test_unknown_cost_is_said_with_its_reason():
 
 
 def test_curve_read_from_the_registered_version(tmp_path: Path):
-    registry = ModelRegistry(tmp_path / "registry")
+    store = str(tmp_path / "registry")
+    registry = ModelRegistry(store, cache_dir=tmp_path / "cache")
     model_file = tmp_path / "model.keras"
     model_file.write_bytes(b"not read here")
     version = registry.register(model_file, {"test": {"mae": 5.0, "policy_curve": CURVE}}, {},
                                 "fp", "# card", [])
     old = registry.register(model_file, {"test": {"mae": 5.0}}, {}, "fp", "# card", [])
-    assert model_policy_curve(tmp_path / "registry", version) == (CURVE, None)
-    curve, why = model_policy_curve(tmp_path / "registry", old)
+    assert model_policy_curve(store, version) == (CURVE, None)
+    curve, why = model_policy_curve(store, old)
     assert curve is None and why == f"model {old} was trained before policy figures were recorded"
-    curve, why = model_policy_curve(tmp_path / "registry", "v0042")
+    curve, why = model_policy_curve(store, "v0042")
     assert curve is None and why.startswith("model v0042 is not in the registry")
-    assert model_policy_curve(tmp_path / "registry", None) == (
+    assert model_policy_curve(store, None) == (
         None, "the day's scoring model is not recorded")

@@ -323,7 +323,7 @@ def test_days_written_before_calibration_read_as_null(tmp_path):
     root = write_samples(tmp_path)
     old_day = root / "reports" / "compliance" / "date=2026-02-28"
     old_day.mkdir()
-    # The compliance table as written before issue 12: no probability columns.
+    # The compliance table as written before calibration: no probability columns.
     pq.write_table(pa.Table.from_pylist([{
         "store_id": "S001", "cashier_id": "S001-C01", "receipts": 7, "restricted_receipts": 2,
         "with_photo": 2, "flagged": 1, "flag_rate": 0.5, "no_photo": 0, "challenge_age": 25,

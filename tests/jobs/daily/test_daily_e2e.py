@@ -60,7 +60,7 @@ def frames_day(faces_dir, trained_registry, tmp_path_factory):
     """A small day of checkout frames (~95) through both jobs, as `reported_day` is for crops."""
     from daily_run import run_cli
 
-    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
 
     root = tmp_path_factory.mktemp("frames")

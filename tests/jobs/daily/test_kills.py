@@ -69,7 +69,7 @@ class Reader(threading.Thread):
 def site(faces_dir, tmp_path_factory):
     """A small simulated day, and a registry with v0001 (production) and v0002 (a different model:
     15 years older by construction)."""
-    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
 
     home = tmp_path_factory.mktemp("kills")
@@ -159,6 +159,8 @@ def test_a_second_run_of_the_day_is_refused_and_a_promotion_mid_run_is_not_seen(
     assert _finish(first) == 0, _output(first)[-3000:]
     scores = pq.read_table(site["root"] / "reports" / "photo_scores" / f"date={DAY}").to_pandas()
     assert set(scores.model_version) == {"v0001"}
+    pinned = ModelRegistry(site["registry"]).resolve("v0001").run_id
+    assert set(scores.model_run_id) == {pinned}  # the run behind v0001, not v0002's
     site["v0001_ages"] = scores.set_index("photo_id").age_pred_years
 
     # Baseline of the kill tests: these v0001 scores, reports with challenge age 25.

@@ -9,9 +9,10 @@ from jobs.daily.quality import run_quality
 
 def test_run_quality_counts_and_distribution(spark):
     scores = spark.createDataFrame(
-        [(f"p{i}", float(age), group, "v3") for i, (age, group) in enumerate(
+        [(f"p{i}", float(age), group, "v3", "run-abc") for i, (age, group) in enumerate(
             [(16, "under 18"), (20, "18-24"), (22, "18-24"), (30, "25-34"), (70, "65+")])],
-        "photo_id string, age_pred_years double, age_group string, model_version string",
+        "photo_id string, age_pred_years double, age_group string, model_version string, "
+        "model_run_id string",
     )
     quarantine = spark.createDataFrame([("q1", "not_an_image")], "photo_id string, reason string")
     receipts = spark.createDataFrame(
@@ -43,7 +44,8 @@ def test_run_quality_counts_and_distribution(spark):
         "products_in": 4, "products_valid": 2, "products_quarantined": 2,
         "match_rate": 2 / 3, "no_face_rate": None, "median_face_px": None,
         "age_pred_p10": 16.0, "age_pred_p50": 22.0, "age_pred_p90": 70.0,
-        "model_version": "v3", "match_window_s": 10, "challenge_age": 25,
+        "model_version": "v3", "model_run_id": "run-abc", "match_window_s": 10,
+        "challenge_age": 25,
     }
 
 
@@ -62,5 +64,6 @@ def test_run_quality_no_face_rate_and_median_face_size(spark):
     empty = spark.createDataFrame([], "receipt_id string, reason string, photo_id string")
     row = run_quality(scores, quarantine, empty, empty, empty, 10, 25, products=empty).first()
     assert row.no_face_rate == 2 / 6  # 3 scored frames + 2 no_face + 1 too small
+    assert row.model_run_id is None  # a day scored before versions carried an MLflow run id
     assert row.median_face_px == 180.0
     assert row.photos_in == 8

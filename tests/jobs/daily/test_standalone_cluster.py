@@ -103,7 +103,7 @@ def _sorted(root: Path, table: str) -> pd.DataFrame:
 
 def test_a_standalone_cluster_writes_the_same_tables_as_local_mode(
         cluster, faces_dir, tmp_path_factory):
-    from jobs.daily.landing import load_test_faces, write_day
+    from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
 
     local, remote = (tmp_path_factory.mktemp(name) for name in ("local", "cluster"))

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from jobs.daily.landing import load_test_faces, write_day
 from jobs.simulator.catalogue import RESTRICTED_CATEGORIES, build_catalogue
+from jobs.simulator.landing import load_test_faces, write_day
 from jobs.simulator.simulate import simulate_day
 
 DAY = "2026-03-14"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from jobs.cli.main import main as cli_main
-from jobs.cli.training import EXIT_GATE_REFUSED
+from jobs.cli.registry import EXIT_GATE_REFUSED
 from model.errors import UserError
 from model.evaluation.evaluate import calibrate_model, evaluate_model, select_rows
 from model.lifecycle.registry import ModelRegistry, ModelVersion
@@ -59,7 +59,7 @@ def test_evaluating_the_training_folder_reproduces_the_registered_test_figures(
     trained_registry: Path, small_faces_dir: Path, tmp_path: Path
 ) -> None:
     version = ModelRegistry(trained_registry).resolve("production")
-    result = evaluate_model("production", small_faces_dir, registry_root=trained_registry,
+    result = evaluate_model("production", small_faces_dir, registry_store=trained_registry,
                             cache_dir=tmp_path)
     assert result["split"] == "test" and result["model"] == "v0001"
     assert result["n"] == version.config["rows"]["test"]
@@ -90,12 +90,12 @@ def test_foreign_folder_excludes_copied_training_photos(
     labels = pd.concat([small[small["file_name"].isin(copied_seen["file_name"])], fresh])
     labels.to_csv(folder / "labels.csv", index=False)
 
-    result = evaluate_model("v0001", folder, registry_root=trained_registry,
+    result = evaluate_model("v0001", folder, registry_store=trained_registry,
                             cache_dir=tmp_path / "cache")
     fresh_usable = result["rows_usable"] - 12
     assert result["split"] == "unseen" and result["rows_seen_in_training"] == 12
     assert result["n"] == fresh_usable and 10 <= fresh_usable <= 15
-    everything = evaluate_model("v0001", folder, registry_root=trained_registry,
+    everything = evaluate_model("v0001", folder, registry_store=trained_registry,
                                 cache_dir=tmp_path / "cache", split="all")
     assert everything["n"] == result["rows_usable"]
 
@@ -181,7 +181,7 @@ def test_calibrate_registers_a_calibrated_copy_and_evaluate_reports_its_figures(
     monkeypatch.setenv("MODEL_REGISTRY", str(root))
     monkeypatch.setenv("CHECKOUT_AGE_CACHE_DIR", str(tmp_path / "cache"))
     # The smoke model's validation split (~30 faces) is too small to calibrate at training.
-    assert not (root / "versions" / "v0001" / "calibration.json").exists()
+    assert not (ModelRegistry(root).resolve("v0001").path / "calibration.json").exists()
     assert cli_main(["model", "evaluate", "--model", "v0001", "--faces", str(small_faces_dir),
                      "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["calibration"] is None
@@ -222,7 +222,7 @@ def test_calibrate_refuses_faces_the_model_trained_on(
     shutil.copytree(trained_registry, root)
     version = ModelRegistry(root).resolve("v0001")
     with pytest.raises(UserError, match="own training set"):
-        calibrate_model("v0001", small_faces_dir, registry_root=root, cache_dir=tmp_path)
+        calibrate_model("v0001", small_faces_dir, registry_store=root, cache_dir=tmp_path)
     folder = _foreign_folder(faces_dir, small_faces_dir, tmp_path / "mixed", 80, offset=7)
     seen = set((version.path / "training_images.txt").read_text().split())
     from model.data.dataset import validate_dataset
@@ -236,5 +236,5 @@ def test_calibrate_refuses_faces_the_model_trained_on(
     pd.concat([labels, small[small["file_name"] == one["file_name"]]]).to_csv(
         folder / "labels.csv", index=False)
     with pytest.raises(UserError, match="1 of .* usable faces .* trained v0001"):
-        calibrate_model("v0001", folder, registry_root=root, cache_dir=tmp_path)
+        calibrate_model("v0001", folder, registry_store=root, cache_dir=tmp_path)
     assert [v["version"] for v in ModelRegistry(root).list_versions()] == ["v0001"]

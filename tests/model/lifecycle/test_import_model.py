@@ -12,7 +12,7 @@ import keras
 import pytest
 
 from jobs.cli.main import main as cli_main
-from jobs.cli.training import EXIT_GATE_REFUSED
+from jobs.cli.registry import EXIT_GATE_REFUSED
 from model.errors import UserError
 from model.lifecycle.import_model import check_age_model_file, import_model
 from model.lifecycle.registry import ModelRegistry
@@ -39,7 +39,7 @@ def test_import_registers_the_file_with_its_card_and_figures_measured_here(
     trained_elsewhere: Path, trained_registry: Path, small_faces_dir: Path, tmp_path: Path,
 ) -> None:
     result = import_model(trained_elsewhere / "model.keras", small_faces_dir,
-                          registry_root=tmp_path / "reg", cache_dir=tmp_path / "cache",
+                          registry_store=tmp_path / "reg", cache_dir=tmp_path / "cache",
                           run_json=trained_elsewhere / "train_gpu.json")
     registry = ModelRegistry(tmp_path / "reg")
     assert result.version == "v0001" and registry.production() is None  # never promoted

@@ -1,4 +1,5 @@
-"""File registry: versions, the promotion gate, rollback and a crash-safe production alias."""
+"""The MLflow registry: versions, the promotion gate, rollback, a crash-safe production alias,
+promotions serialised across processes (embedded SQLite store, real MLflow)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import keras
 import pytest
 
 from model.errors import UserError
-from model.lifecycle import registry as registry_module
-from model.lifecycle.registry import ModelRegistry
+from model.lifecycle.registry import REGISTERED_MODEL, ModelRegistry
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -46,13 +46,19 @@ def test_register_stores_an_immutable_complete_version(
     registry = ModelRegistry(tmp_path / "reg")
     assert _register(registry, model_file, plot, 5.0) == "v0001"
     assert _register(registry, model_file, plot, 6.0) == "v0002"
-    folder = tmp_path / "reg" / "versions" / "v0001"
+    version = registry.resolve("v0001")
+    folder = version.path
+    assert folder.is_relative_to(tmp_path / "reg" / "artifacts")  # the embedded store's files
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
         "card.md", "config.json", "metrics.json", "model.keras", "plots", "plots/residuals.png"]
     config = json.loads((folder / "config.json").read_text())
     assert config["dataset_fingerprint"] == "f" * 64 and config["seed"] == 1
     assert not (folder / "model.keras").stat().st_mode & 0o222  # read-only
-    assert [p.name for p in (tmp_path / "reg" / "versions").iterdir() if p.name.startswith(".")] == []
+    # MLflow's own view: version 1 of the registered model, produced by its own run.
+    mv = registry.client.get_model_version(REGISTERED_MODEL, "1")
+    assert mv.run_id == version.run_id and mv.tags["test_mae"] == "5.0"
+    assert registry.client.get_run(mv.run_id).info.status == "FINISHED"
+    assert (tmp_path / "reg" / "mlflow.db").is_file()
 
 
 def test_list_and_resolve(tmp_path: Path, model_file: Path, plot: Path) -> None:
@@ -61,17 +67,20 @@ def test_list_and_resolve(tmp_path: Path, model_file: Path, plot: Path) -> None:
     with pytest.raises(UserError, match="no production model"):
         registry.resolve("production")
     _register(registry, model_file, plot, 5.0)
-    (tmp_path / "versions" / ".staging-crashed").mkdir()  # a registration killed midway
     registry.promote("v0001")
     rows = registry.list_versions()
-    assert [(r["version"], r["production"], r["test_mae"]) for r in rows] == [("v0001", True, 5.0)]
+    assert [(r["version"], r["production"], r["test_mae"], r["size"]) for r in rows] == [
+        ("v0001", True, 5.0, 12)]
     version = registry.resolve("v0001")
-    assert version.model_path == tmp_path / "versions" / "v0001" / "model.keras"
+    assert version.model_path == version.path / "model.keras" and version.model_path.is_file()
     assert version.image_size == 12 and version.test_mae == 5.0
     assert registry.resolve("production").version == "v0001"
+    assert registry.resolve(f"models:/{REGISTERED_MODEL}@production").version == "v0001"
+    assert registry.resolve(f"models:/{REGISTERED_MODEL}/1").run_id == version.run_id
     loose = registry.resolve(str(model_file))  # a .keras file outside any registry
     assert loose.version == "tiny" and loose.image_size == 12 and loose.metrics == {}
-    assert registry.resolve(str(tmp_path / "versions" / "v0001")).version == "v0001"
+    assert loose.run_id is None
+    assert registry.resolve(str(version.path)).image_size == 12
     with pytest.raises(UserError, match=r"unknown model version 'v0009'.*versions: v0001"):
         registry.resolve("v0009")
     with pytest.raises(UserError, match="unknown model 'best'"):
@@ -108,6 +117,8 @@ def test_gate_compares_with_production_within_tolerance(
     assert not registry.promote("v0003").promoted  # already production
     with pytest.raises(UserError):
         registry.promote("v0042")
+    with pytest.raises(UserError, match="not a version"):
+        registry.promote(str(registry.resolve("v0001").model_path))  # a path, not a version
 
 
 def test_rollback_walks_back_the_promotion_history(
@@ -124,10 +135,12 @@ def test_rollback_walks_back_the_promotion_history(
     assert registry.production().version == "v0001"
     with pytest.raises(UserError, match="no earlier version"):
         registry.rollback()
-    events = [json.loads(line) for line in (tmp_path / "aliases" / "history.jsonl").open()]
-    assert [(e["event"], e["version"]) for e in events] == [
-        ("promote", "v0001"), ("promote", "v0002"), ("promote", "v0003"),
-        ("rollback", "v0002"), ("rollback", "v0001")]
+    assert [(e["event"], e["version"], e["previous"]) for e in registry.history()] == [
+        ("promote", "v0001", None), ("promote", "v0002", "v0001"), ("promote", "v0003", "v0002"),
+        ("rollback", "v0002", "v0003"), ("rollback", "v0001", "v0002")]
+    # The alias is MLflow's own: any MLflow client resolves models:/checkout-age@production.
+    alias = registry.client.get_model_version_by_alias(REGISTERED_MODEL, "production")
+    assert int(alias.version) == 1
 
 
 def test_failed_alias_write_leaves_production_intact(
@@ -138,16 +151,17 @@ def test_failed_alias_write_leaves_production_intact(
         _register(registry, model_file, plot, mae)
     registry.promote("v0001")
 
-    def disk_full(*args: object) -> None:
+    def database_gone(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(registry_module.os, "replace", disk_full)
+    monkeypatch.setattr(registry.client, "set_registered_model_alias", database_gone)
     with pytest.raises(OSError, match="No space left"):
         registry.promote("v0002")
     monkeypatch.undo()
     assert registry.production().version == "v0001"
-    assert sorted(p.name for p in (tmp_path / "aliases").iterdir()) == ["history.jsonl", "production"]
+    assert [e["version"] for e in registry.history()] == ["v0001"]
     assert registry.promote("v0002").promoted
+    assert registry.rollback().version == "v0001"
 
 
 def test_process_killed_mid_promotion_leaves_production_intact(
@@ -157,19 +171,46 @@ def test_process_killed_mid_promotion_leaves_production_intact(
     for mae in (5.0, 4.0):
         _register(registry, model_file, plot, mae)
     registry.promote("v0001")
-    # The child writes the new alias to its temp file, then dies (SIGKILL) instead of renaming.
+    # The child writes v0002's rollback stack, then dies (SIGKILL) instead of moving the alias.
     script = (
         "import os, signal, sys\n"
-        "from model.lifecycle import registry as r\n"
-        "r.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "r.ModelRegistry(sys.argv[1]).promote('v0002')\n"
+        "from model.lifecycle.registry import ModelRegistry\n"
+        "r = ModelRegistry(sys.argv[1])\n"
+        "r.client.set_registered_model_alias = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "r.promote('v0002')\n"
     )
     child = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=PROJECT_ROOT,
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=180)
     assert child.returncode == -9, child.stderr
-    leftovers = [p.name for p in (tmp_path / "aliases").iterdir() if ".tmp-" in p.name]
-    assert len(leftovers) == 1  # the dead process's half-done write, never read
     assert registry.production().version == "v0001"
     assert registry.list_versions()[0]["production"]
-    assert registry.promote("v0002").promoted  # the registry still works afterwards
+    assert registry.promote("v0002").promoted  # the lock died with the child: still works
     assert registry.rollback().version == "v0001"
+
+
+def test_two_promotions_at_once_are_serialised(
+    tmp_path: Path, model_file: Path, plot: Path
+) -> None:
+    """Each promotion reads production, waits a second, then moves the alias. Unserialised,
+    both would compare against v0001 and pass; serialised, the second compares against the
+    first's result, so production ends at v0002 (MAE 4.00) whichever runs first."""
+    registry = ModelRegistry(tmp_path)
+    for mae in (5.0, 4.0, 4.05):
+        _register(registry, model_file, plot, mae)
+    registry.promote("v0001")
+    script = (
+        "import sys, time\n"
+        "from model.lifecycle.registry import ModelRegistry\n"
+        "r = ModelRegistry(sys.argv[1])\n"
+        "read = r.production\n"
+        "r.production = lambda: (read(), time.sleep(1.0))[0]\n"
+        "print(r.promote(sys.argv[2], tolerance=0.0).promoted)\n"
+    )
+    children = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), version],
+                                 cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for version in ("v0002", "v0003")]
+    outcomes = [child.communicate(timeout=240) for child in children]
+    assert [child.returncode for child in children] == [0, 0], [err for _, err in outcomes]
+    assert registry.production().version == "v0002"
+    events = registry.history()
+    assert [e["previous"] for e in events[1:]] == [e["version"] for e in events[:-1]]

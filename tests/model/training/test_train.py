@@ -64,14 +64,41 @@ def test_trained_model_learnt_something(trained_registry: Path, split_rows) -> N
     assert test["mae"] < guess_mean_mae - 1.0, (test["mae"], guess_mean_mae)
     assert set(test["by_gender"]) <= {"female", "male", "unknown"}
 
+    # The stored model reproduces the recorded test figure: predicted again here from its file,
+    # the test split's MAE is the one registered (a model file that is not the one evaluated,
+    # or a metric computed on other rows, would not).
     model = load_age_model(version.model_path)
     assert model_input_size(model) == 96
     from model.data.image_cache import load_images
 
-    images = load_images(rows.head(16), 96, trained_registry.parent / "evalcache", "fp")
-    ages = predict_ages(model, images, batch_size=8)
-    assert ages.shape == (16,) and np.all(np.isfinite(ages))
-    assert np.all((ages > -10) & (ages < 130)) and ages.std() > 0.1
+    test_rows = rows[rows["split"] == "test"]
+    images = load_images(test_rows, 96, trained_registry.parent / "evalcache", "fp")
+    ages = predict_ages(model, np.asarray(images), batch_size=8)
+    recomputed = float(np.abs(ages - test_rows["real_age"].to_numpy()).mean())
+    assert recomputed == pytest.approx(test["mae"], abs=0.01)
+
+
+def test_training_is_an_mlflow_run(trained_registry: Path, split_rows) -> None:
+    """The run behind v0001: its params, per-epoch figures, test figures and files."""
+    report, _ = split_rows
+    registry = ModelRegistry(trained_registry)
+    version = registry.resolve("v0001")
+    run = registry.client.get_run(version.run_id)
+    assert run.info.run_name == "train" and run.info.status == "FINISHED"
+    params = run.data.params
+    assert (params["profile"], params["size"], params["backbone"], params["seed"],
+            params["batch_size"]) == ("gpu", "96", "mobilenet_v2", "1337", "32")
+    assert params["dataset_fingerprint"] == report.fingerprint
+    assert params["legal_age"] == "18" and "git_commit" in run.data.tags
+    history = registry.client.get_metric_history(version.run_id, "epoch.val_mae")
+    assert [m.step for m in history] == [1, 2, 3]  # 2 head epochs + 1 fine-tuning epoch
+    assert [m.value for m in history] == pytest.approx(
+        [h["val_mae"] for h in version.config["history"]])
+    assert run.data.metrics["test.mae"] == pytest.approx(version.metrics["test"]["mae"])
+    assert run.data.metrics["test.n"] == version.metrics["test"]["n"]
+    files = {f.path for f in registry.client.list_artifacts(version.run_id, "version")}
+    assert {"version/card.md", "version/config.json", "version/training_images.txt",
+            "version/model.keras", "version/plots"} <= files
 
 
 def test_card_and_plots(trained_registry: Path) -> None:
@@ -96,6 +123,9 @@ def test_cli_train_head_only_without_registry(
 ) -> None:
     monkeypatch.setenv("MODEL_REGISTRY", str(tmp_path / "registry"))
     monkeypatch.setenv("CHECKOUT_AGE_CACHE_DIR", str(tmp_path / "cache"))
+    # The policy comes from the settings: it must reach the trained model's figures and card.
+    monkeypatch.setenv("CHECKOUT_AGE_LEGAL_AGE", "21")
+    monkeypatch.setenv("CHECKOUT_AGE_CHALLENGE_AGE", "27")
     out = tmp_path / "run"
     status = cli_main(["model", "train", "--faces", str(small_faces_dir), "--size", "96",
                        "--head-epochs", "1", "--epochs", "0", "--limit", "150",
@@ -113,6 +143,10 @@ def test_cli_train_head_only_without_registry(
                  "--batch-size 32"):
         assert flag in command
     assert printed["metrics"]["test"]["n"] == config["rows"]["test"]
+    test = json.loads((out / "metrics.json").read_text())["test"]
+    assert (test["legal_age"], test["challenge_age"]) == (21, 27)
+    card = (out / "card.md").read_text()
+    assert "True minors (<21" in card and "Challenge-27" in card
     assert load_age_model(out / "model.keras").input_shape == (None, 96, 96, 3)
     assert not (tmp_path / "registry").exists()
 
@@ -129,7 +163,7 @@ def test_too_few_faces_is_a_user_error(small_faces_dir: Path, tmp_path: Path) ->
 
     with pytest.raises(UserError, match="too few usable faces"):
         train_model(small_faces_dir, train_config(Settings(), "quick", limit=10),
-                    cache_dir=tmp_path, registry_root=None)
+                    cache_dir=tmp_path, registry_store=None)
 
 
 def test_precision_policy_follows_the_device() -> None:
