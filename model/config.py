@@ -25,6 +25,10 @@ EVAL_BANDS: tuple[tuple[str, int, int], ...] = (
     ("65+", 65, 1000),
 )
 
+# Adults flagged by a policy are reported in two groups: young adults (legal age up to under
+# this age, 18-24) and older adults (this age and over), whose flags cost more goodwill.
+YOUNG_ADULT_UNTIL = 25
+
 # Age groups used in retail reports (the chain's segments).
 AGE_GROUPS: tuple[tuple[str, int, int], ...] = (
     ("under 18", 0, 18),
@@ -107,6 +111,10 @@ class Settings:
     likely_minor_p: float = 0.5  # at least this: "likely minor"
     possible_minor_p: float = 0.2  # at least this: "possible minor"; below: "probably adult"
     calibration_coverage: float = 0.8  # central share of the age_low..age_high interval
+    # How the interval and P(minor) table is fitted (model/evaluation/calibration_methods.py):
+    # "true_age" holds its coverage for every true age, teenagers included; "predicted_age"
+    # (the table of earlier versions) only per estimated age.
+    calibration_method: str = "true_age"
     match_window_s: int = 10
     min_support: float = 0.01
     top_n: int = 10  # recommendations per age group and kind
@@ -211,7 +219,8 @@ def load_settings() -> Settings:
                 raise ValueError(f"CHECKOUT_AGE_{name.upper()}={raw!r}: use one of "
                                  + ", ".join(sorted(_BOOLEANS)))
             changes[name] = _BOOLEANS[raw.lower()]
-    for name in ("backbone", "spark_master", "photo_format", "train_profile"):
+    for name in ("backbone", "spark_master", "photo_format", "train_profile",
+                 "calibration_method"):
         raw = _env(f"CHECKOUT_AGE_{name.upper()}")
         if raw is not None:
             changes[name] = raw

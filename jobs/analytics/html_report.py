@@ -19,6 +19,7 @@ from typing import Any
 
 from jobs.analytics import charts
 from jobs.analytics import query_sql as q
+from jobs.analytics.policy_note import model_policy_curve, policy_statement
 from jobs.analytics.query import DuckDBEngine, Engine, check_root, make_filters, run_query
 from jobs.analytics.query_format import cell
 from jobs.analytics.templating import render
@@ -320,16 +321,24 @@ def render_html(data: DayData, *, min_support: float, source: str,
                 possible_p: float = Settings.possible_minor_p,
                 max_no_face_rate: float = Settings.max_no_face_rate,
                 kept: Minimised | None = None,
-                retention_days: int = Settings.photo_retention_days) -> str:
+                retention_days: int = Settings.photo_retention_days,
+                policy: dict | None = None) -> str:
     """The whole page as one string (pure: no I/O), from `templates/report.html.j2`.
 
     `likely_p` / `possible_p` must be the thresholds `load_day` used (they label the tiers);
     `max_no_face_rate` highlights lanes whose camera misses faces; `kept` is the day's photo
-    minimisation record (None: not minimised).
+    minimisation record (None: not minimised); `policy` is the `policy_note.policy_statement`
+    shown (default: the day's rule, without its cost).
     """
+    model = str(data.quality.get("model_version") or "unknown")
+    challenge = data.quality.get("challenge_age")
+    if policy is None:
+        policy = policy_statement(challenge, legal_age=Settings.legal_age, model=model,
+                                  setting=Settings.challenge_age if challenge is None
+                                  else challenge, curve=None)
     return str(render(
-        "report.html.j2",
-        run_date=data.run_date, model=str(data.quality.get("model_version") or "unknown"),
+        "report.html.j2", policy=policy,
+        run_date=data.run_date, model=model,
         challenge=data.quality.get("challenge_age"), source=source, min_support=min_support,
         kpis=_kpis(data), ages=_ages_section(data), lift=_lift_section(data, min_support),
         compliance=_compliance_section(data),
@@ -352,7 +361,8 @@ def write_report(root: str | Path, run_date: str, out: str | Path | None = None,
                  min_support: float = 0.01, settings: Settings | None = None) -> Path:
     """Render day `run_date` under `root` to `out` (default ROOT/html/report-D.html), atomically.
 
-    Tier and no-face thresholds come from `settings` (default: `load_settings()`).
+    Tier and no-face thresholds and the policy's registry come from `settings` (default:
+    `load_settings()`).
 
     Returns:
         The path written.
@@ -362,10 +372,15 @@ def write_report(root: str | Path, run_date: str, out: str | Path | None = None,
     day = dt.date.isoformat(make_filters(run_date).date_from)
     checked = check_root(root)
     data = load_day(DuckDBEngine(checked), day, **tiers)
+    model = data.quality.get("model_version")
+    curve, missing = model_policy_curve(settings.registry_store, model)
+    policy = policy_statement(data.quality.get("challenge_age"), legal_age=settings.legal_age,
+                              setting=settings.challenge_age, model=str(model or "unknown"),
+                              curve=curve, missing=missing)
     page = render_html(data, min_support=min_support, source=checked, **tiers,
                        max_no_face_rate=settings.max_no_face_rate,
                        kept=read_minimised(checked, day),
-                       retention_days=settings.photo_retention_days)
+                       retention_days=settings.photo_retention_days, policy=policy)
     return write_page(page, Path(out) if out else default_out(checked, f"report-{day}.html"))
 
 

@@ -146,7 +146,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for line in metrics_lines(result):
         write(line)
     write(_calibration_line(result.get("calibration")))
+    write(_policy_line(result.get("policy_curve"), settings.challenge_age))
     return 0
+
+
+def _policy_line(curve: dict | None, challenge_age: int) -> str:
+    """The cost of the rule in force (the whole curve is in --json and on the card)."""
+    from model.evaluation.policy import rule_row
+
+    row = rule_row(curve, "age", challenge_age)
+    if row is None:
+        return f"policy Challenge {challenge_age}: no figures"
+    return (f"policy Challenge {challenge_age} (estimated age < {challenge_age}): catches "
+            f"{pct(row['minors_flagged'])} of minors, flags {pct(row['young_adults_flagged'])}"
+            f" of {curve['legal_age']:g}-{curve['young_adult_until'] - 1} and "
+            f"{pct(row['older_adults_flagged'])} of {curve['young_adult_until']}+ "
+            "(other rules: --json)")
 
 
 def _calibration_line(figures: dict | None) -> str:

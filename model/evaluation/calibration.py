@@ -1,25 +1,27 @@
 """Honest uncertainty for one estimated age: an interval and P(under the legal age).
 
 Fitted on held-out (true age, estimated age) pairs: the validation split at training time
-(never the training rows), or a labelled set the model never saw (`model calibrate`). For a
-grid of estimated ages it keeps the residual distribution (true - estimated) of the
-`neighbours` held-out faces whose estimates are nearest: a local, split-conformal style
-calibration that follows the model's age-dependent errors (teenagers over-aged, older
-adults under-aged). From it, per grid point:
+(never the training rows), or a labelled set the model never saw (`model calibrate`). The
+table holds, for a grid of estimated ages:
 
-- `low_offset`, `high_offset`: the residual quantiles of the central `coverage` interval
-  (age_low = estimate + low_offset, age_high = estimate + high_offset);
-- `p_under`: P(true age < legal age) from a kernel-smoothed residual CDF, clipped to
-  [1/(2k), 1 - 1/(2k)] for k neighbours: k faces cannot show a probability of exactly 0 or 1.
+- `low_offset`, `high_offset`: the central `coverage` interval (age_low = estimate +
+  low_offset, age_high = estimate + high_offset);
+- `p_under`: P(true age < legal age), clipped to [1/(2k), 1 - 1/(2k)] for k neighbours:
+  k faces cannot show a probability of exactly 0 or 1.
+
+How it is fitted is the `method` (`model.evaluation.calibration_methods`): "true_age" (the
+default) from the model's error distribution at each true age, so the interval covers the
+stated share of faces of every age, teenagers included; "predicted_age" from the residuals of
+the faces estimated nearest each grid point, which covers teenagers far less (docs/model.md
+has both measured).
 
 Applying it is a linear interpolation on the grid (`Calibration.apply`), vectorised and cheap
 enough for the score job. Stored with a model version as `calibration.json`. Pure numpy.
 
 Labels in whole years (age 17 means 17.0-17.99) make "true age < 18" the same as "label
-<= 17"; the smoothed CDF is then taken at 17.5, the midpoint between the labels, so an
-18-year-old never counts half a minor.
+<= 17"; the threshold is then 17.5, the midpoint between the labels, so an 18-year-old never
+counts half a minor.
 """
-
 from __future__ import annotations
 
 import json
@@ -31,17 +33,24 @@ from pathlib import Path
 import numpy as np
 
 from model.config import EVAL_BANDS, Settings
+from model.evaluation.calibration_methods import (
+    METHODS,
+    local_residual_table,
+    true_age_table,
+)
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1
 DEFAULT_COVERAGE = Settings.calibration_coverage
-DEFAULT_NEIGHBOURS = 200  # held-out faces behind each local residual distribution
+# Held-out faces behind each local error distribution, per method (bench_calibration.py).
+DEFAULT_NEIGHBOURS = {"true_age": 60, "predicted_age": 200}
 MIN_PAIRS = 50  # fewer held-out faces than this calibrate nothing honestly
 GRID_STEP = 0.5  # years between grid points of estimated age
 GRID_TOP = 100.0  # estimates above the grid use its last point's offsets
 RELIABILITY_BINS = 10
+RELIABILITY_MIN_N = 20  # a bin with fewer faces is too noisy to judge (1 face = 5 points)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class Calibration:
     p_under: np.ndarray
     n: int
     neighbours: int
+    method: str = "predicted_age"  # tables written before the method was recorded
     source: dict = field(default_factory=dict)
 
     def apply(self, age_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,7 +81,7 @@ class Calibration:
         """JSON-ready form (the `calibration.json` content)."""
         return {
             "format": FORMAT_VERSION,
-            "method": "local residual distribution of the nearest held-out estimates",
+            "method": self.method,
             "legal_age": self.legal_age,
             "coverage": self.coverage,
             "threshold": self.threshold,
@@ -98,6 +108,8 @@ class Calibration:
             raise ValueError("calibration probabilities must lie strictly between 0 and 1")
         return cls(float(data["legal_age"]), float(data["coverage"]), float(data["threshold"]),
                    n=int(data["n"]), neighbours=int(data["neighbours"]),
+                   method=data.get("method") if data.get("method") in METHODS
+                   else "predicted_age",
                    source=dict(data.get("source") or {}), **arrays)
 
     def save(self, path: Path) -> Path:
@@ -133,7 +145,8 @@ def fit_calibration(
     *,
     legal_age: float,
     coverage: float = DEFAULT_COVERAGE,
-    neighbours: int = DEFAULT_NEIGHBOURS,
+    neighbours: int | None = None,
+    method: str = Settings.calibration_method,
     source: dict | None = None,
 ) -> Calibration:
     """Fit the table from held-out (true, estimated) ages (never the training rows).
@@ -143,7 +156,9 @@ def fit_calibration(
         y_pred: the model's estimates for the same faces.
         legal_age: the age `p_under` refers to (settings `legal_age`, 18).
         coverage: central interval share (0.8 = 10 % of faces below age_low, 10 % above).
-        neighbours: held-out faces per local residual distribution (fewer if fewer exist).
+        neighbours: held-out faces per local error distribution (fewer if fewer exist;
+            None: the method's `DEFAULT_NEIGHBOURS`).
+        method: "true_age" or "predicted_age" (`model.evaluation.calibration_methods`).
         source: where the pairs came from (split, dataset fingerprint, ...), kept in the JSON.
 
     Raises:
@@ -159,44 +174,28 @@ def fit_calibration(
     true, pred = true[keep], pred[keep]
     if true.size < MIN_PAIRS:
         raise ValueError(f"{true.size} held-out faces: need at least {MIN_PAIRS} to calibrate")
-    k = int(min(neighbours, true.size))
+    if method not in METHODS:
+        raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, not {method!r}")
+    k = int(min(neighbours or DEFAULT_NEIGHBOURS[method], true.size))
     whole_years = bool(np.all(true == np.round(true)))
     threshold = legal_age - 0.5 if whole_years else float(legal_age)
     top = max(GRID_TOP, math.ceil(float(pred.max()) / GRID_STEP) * GRID_STEP)
     grid = np.arange(0.0, top + GRID_STEP / 2, GRID_STEP)
-    residual = true - pred
-    # The k held-out estimates nearest each grid point (ties broken by position: deterministic).
-    nearest = np.argpartition(np.abs(pred[None, :] - grid[:, None]), k - 1, axis=1)[:, :k]
-    local = residual[nearest]  # (grid points, k)
-    tail = (1.0 - coverage) / 2.0
-    # Plotting positions p(k+1) (split-conformal ranks): plain sample quantiles of k points
-    # cover (k-1)/(k+1) of the intended share, 79.2 % instead of 80 % for k = 200.
-    low_offset, high_offset = np.quantile(local, [tail, 1.0 - tail], axis=1, method="weibull")
-    p_under = _smoothed_cdf(local, threshold - grid)
+    if method == "predicted_age":
+        low_offset, high_offset, p_under = local_residual_table(
+            true, pred, grid, coverage=coverage, threshold=threshold, neighbours=k)
+    else:
+        low_offset, high_offset, p_under = true_age_table(
+            true, pred, grid, coverage=coverage, legal_age=legal_age, whole_years=whole_years,
+            neighbours=k)
     floor = 1.0 / (2 * k)
     return Calibration(
         legal_age=float(legal_age), coverage=float(coverage), threshold=threshold, grid=grid,
         low_offset=low_offset, high_offset=high_offset,
         p_under=np.clip(p_under, floor, 1.0 - floor), n=int(true.size), neighbours=k,
+        method=method,
         source=dict(source or {}),
     )
-
-
-def _smoothed_cdf(samples: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Per row, P(sample < at[row]) under a kernel density estimate of the row's samples.
-
-    A logistic kernel (its CDF is numpy's own; scipy is not a dependency) with the standard
-    deviation of Silverman's rule-of-thumb bandwidth, at least a quarter year.
-    """
-    k = samples.shape[1]
-    spread = np.std(samples, axis=1, ddof=1)
-    q75, q25 = np.percentile(samples, [75, 25], axis=1)
-    scale = np.minimum(spread, (q75 - q25) / 1.349)
-    scale = np.where(scale > 0, scale, spread)
-    bandwidth = np.maximum(0.9 * scale * k ** (-0.2), 0.25)
-    logistic_scale = bandwidth * math.sqrt(3) / math.pi  # same standard deviation
-    z = (at[:, None] - samples) / logistic_scale[:, None]
-    return (0.5 * (1.0 + np.tanh(z / 2.0))).mean(axis=1)  # logistic CDF, overflow-free
 
 
 def calibration_metrics(
@@ -217,8 +216,10 @@ def calibration_metrics(
         `EVAL_BANDS` (None figures for empty bands), `worst_band` (lowest coverage, n >= 10),
         `legal_age`, `minors` (true age < legal_age), `brier` (mean squared error of
         p_under against being a minor), `brier_base_rate` (the Brier score of always
-        answering the share of minors: a useful p beats it), and `reliability`: one row per
-        probability bin of width 1/bins with n, mean predicted p and observed share of minors.
+        answering the share of minors: a useful p beats it), `reliability`: one row per
+        probability bin of width 1/bins with n, mean predicted p and observed share of minors,
+        and `reliability_worst_gap`: the largest |mean p - observed share| over bins with at
+        least RELIABILITY_MIN_N faces, with that bin's `p_from` and `n` (None without one).
     """
     true = np.asarray(y_true, dtype=np.float64).reshape(-1)
     low = np.asarray(age_low, dtype=np.float64).reshape(-1)
@@ -244,11 +245,14 @@ def calibration_metrics(
     for index in range(bins):
         mask = which == index
         reliability.append({
-            "p_from": float(edges[index]), "p_to": float(edges[index + 1]), "n": int(mask.sum()),
+            "p_from": round(float(edges[index]), 6), "p_to": round(float(edges[index + 1]), 6),
+            "n": int(mask.sum()),
             "mean_p": float(p[mask].mean()) if mask.any() else None,
             "observed_minor_share": float(minor[mask].mean()) if mask.any() else None,
         })
     share = float(minor.mean()) if true.size else None
+    judged = [{"gap": abs(row["mean_p"] - row["observed_minor_share"]), "p_from": row["p_from"],
+               "n": row["n"]} for row in reliability if row["n"] >= RELIABILITY_MIN_N]
     return {
         "n": int(true.size),
         "coverage_target": float(coverage),
@@ -261,14 +265,17 @@ def calibration_metrics(
         "brier": float(np.mean((p - minor) ** 2)) if true.size else None,
         "brier_base_rate": share * (1 - share) if share is not None else None,
         "reliability": reliability,
+        "reliability_worst_gap": max(judged, key=lambda row: row["gap"]) if judged else None,
     }
 
 
 def evaluate_calibration(calibration: Calibration, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """`calibration_metrics` of `calibration` applied to estimates `y_pred` of faces `y_true`."""
+    """`calibration_metrics` of `calibration` applied to estimates `y_pred` of faces `y_true`,
+    with the table's `method` and `neighbours`."""
     low, high, p = calibration.apply(y_pred)
-    return calibration_metrics(y_true, low, high, p, legal_age=calibration.legal_age,
-                               coverage=calibration.coverage)
+    return {**calibration_metrics(y_true, low, high, p, legal_age=calibration.legal_age,
+                                  coverage=calibration.coverage),
+            "method": calibration.method, "neighbours": calibration.neighbours}
 
 
 def calibrate_split(
@@ -278,6 +285,7 @@ def calibrate_split(
     *,
     legal_age: float,
     coverage: float = DEFAULT_COVERAGE,
+    method: str = Settings.calibration_method,
     source: dict | None = None,
 ) -> tuple[Path | None, dict | None]:
     """Training's step: fit on the validation split, measure on the test split, save the JSON.
@@ -285,7 +293,7 @@ def calibrate_split(
     Args:
         valid, test: (true ages, estimated ages) of each split.
         out_dir: where `calibration.json` goes (the version being assembled).
-        legal_age, coverage, source: see `fit_calibration`.
+        legal_age, coverage, method, source: see `fit_calibration`.
 
     Returns:
         (path of calibration.json, test-split `calibration_metrics` plus `fitted_on`), or
@@ -294,7 +302,7 @@ def calibrate_split(
     """
     try:
         calibration = fit_calibration(*valid, legal_age=legal_age, coverage=coverage,
-                                      source=source)
+                                      method=method, source=source)
     except ValueError as exc:
         log.warning("no calibration for this version: %s", exc)
         return None, None

@@ -27,6 +27,7 @@ from model.evaluation.calibration import (
     load_calibration,
 )
 from model.evaluation.metrics import age_metrics
+from model.evaluation.policy import calibrated_policy_curve
 from model.lifecycle.registry import TRAINING_IMAGES_FILE, ModelRegistry, ModelVersion
 
 if TYPE_CHECKING:
@@ -121,7 +122,9 @@ def evaluate_model(
         `split` (the rule applied), `rows_usable`, `rows_seen_in_training`, and
         `calibration`: `model.calibration.calibration_metrics` of the version's calibration
         table on these rows (interval coverage overall and by band, Brier score, reliability
-        bins), None for a version without `calibration.json`.
+        bins), None for a version without `calibration.json`; `policy_curve`:
+        `model.evaluation.policy.policy_curve` on these rows (minors caught vs adults flagged
+        for "estimated age < T" and, when calibrated, "P(under legal age) >= p").
     """
     from model.data.dataset import validate_dataset
     from model.data.image_cache import load_images
@@ -143,6 +146,7 @@ def evaluate_model(
     pred = predict_ages(model, np.asarray(images), batch_size=batch_size, flip_tta=flip_tta)
     gender = rows["gender"].to_numpy() if "gender" in rows else None
     calibration = load_calibration(version.path)
+    true = rows["real_age"].to_numpy()
     result = {
         "model": version.version,
         "model_path": str(version.model_path),
@@ -151,11 +155,11 @@ def evaluate_model(
         "split": rule,
         "rows_usable": len(report.usable),
         "rows_seen_in_training": seen,
-        **age_metrics(rows["real_age"].to_numpy(), pred, gender, legal_age=legal_age,
-                      challenge_age=challenge_age),
+        **age_metrics(true, pred, gender, legal_age=legal_age, challenge_age=challenge_age),
         # Intervals and P(minor) from the version's calibration.json; None without one.
-        "calibration": (evaluate_calibration(calibration, rows["real_age"].to_numpy(), pred)
+        "calibration": (evaluate_calibration(calibration, true, pred)
                         if calibration is not None else None),
+        "policy_curve": calibrated_policy_curve(calibration, true, pred, legal_age=legal_age),
     }
     result["run_id"] = _log_evaluation(registry, version, result, flip_tta)
     return result
@@ -194,7 +198,8 @@ def calibrate_model(
     """Publish a copy of a version with a calibration table fitted on faces it never saw.
 
     For versions trained elsewhere (imported) or calibrated on too few faces: 70 % of the
-    folder's usable faces (by content hash) fit the table, the other 30 % measure it. Versions
+    folder's usable faces (by content hash) fit the table (with `policy.calibration_method`),
+    the other 30 % measure it. Versions
     are immutable, so the result is a NEW version (same model file, `calibrated_from` in its
     config), produced by an MLflow run named "calibrate", that goes through `promote` like any
     other. `policy` gives the legal age and the interval coverage (default: the settings').
@@ -240,7 +245,8 @@ def calibrate_model(
               "calibrated_from": version.version}
     try:
         calibration = fit_calibration(true[fit], pred[fit], legal_age=policy.legal_age,
-                                      coverage=policy.coverage, source=source)
+                                      coverage=policy.coverage, method=policy.calibration_method,
+                                      source=source)
     except ValueError as exc:
         raise UserError(f"{faces_dir}: {exc} (70 % of the usable faces fit the table)") from None
     if (~fit).sum() < 20:

@@ -109,8 +109,10 @@ def calibration_lines(calibration: dict | None) -> list[str]:
         f"- P(age < {legal:g}): Brier score {_fmt(calibration['brier'], 4)} over "
         f"{calibration['minors']} minors (always answering the share of minors scores "
         f"{_fmt(calibration['brier_base_rate'], 4)}). Plot: `plots/reliability.png`.",
-        f"- Coverage is worst for true ages {calibration['worst_band']}: intervals are fitted per "
-        "estimated age, so a group the model systematically mis-ages is covered less.",
+        f"- Method `{calibration.get('method', 'predicted_age')}`: "
+        + _METHOD_NOTES.get(calibration.get("method", "predicted_age"), "") + " Coverage is "
+        f"worst for true ages {calibration['worst_band']}.",
+        _gap_line(calibration.get("reliability_worst_gap")),
         "",
         "| true age band | n | coverage | mean width |",
         "| --- | ---: | ---: | ---: |",
@@ -122,6 +124,55 @@ def calibration_lines(calibration: dict | None) -> list[str]:
     for row in calibration["reliability"]:
         lines.append(f"| {row['p_from']:.1f}-{row['p_to']:.1f} | {row['n']} | "
                      f"{_fmt(row['mean_p'], 3)} | {_fmt(row['observed_minor_share'], 3)} |")
+    return [*lines, ""]
+
+
+_METHOD_NOTES = {
+    "true_age": "intervals from the model's error distribution at each true age, so each age "
+                "band (teenagers included) is covered about the stated share; P(minor) by "
+                "Bayes' rule over those errors with the held-out faces' age mix as prior.",
+    "predicted_age": "intervals fitted per estimated age, so a group the model systematically "
+                     "mis-ages (teenagers) is covered less.",
+}
+
+
+def _gap_line(gap: dict | None) -> str:
+    if not gap:
+        return "- No reliability bin has 20 or more faces: too few to judge P(minor) per bin."
+    return (f"- Largest reliability gap over bins with 20+ faces: {gap['gap']:.3f} (bin from "
+            f"{gap['p_from']:.1f}, {gap['n']} faces; goal at most 0.10).")
+
+
+def policy_lines(curve: dict | None, challenge_age: int) -> list[str]:
+    """Model-card markdown for a `model.evaluation.policy.policy_curve` (nothing without one)."""
+    if not curve:
+        return []
+    legal, until = curve["legal_age"], curve["young_adult_until"]
+    lines = [
+        "## Flagging policy: minors caught vs adults flagged (test split)",
+        "",
+        f"Each rule flags an age-restricted sale for an auditor's look. Minors caught: share of "
+        f"the {curve['n_minors']} true minors (under {legal:g}) flagged; adults flagged: share of "
+        f"the {curve['n_young_adults']} aged {legal:g}-{until - 1} and of the "
+        f"{curve['n_older_adults']} aged {until}+. The daily reports apply Challenge "
+        f"{challenge_age} (setting `CHECKOUT_AGE_CHALLENGE_AGE`, marked *in force*).",
+        "",
+        f"| rule | minors caught | {legal:g}-{until - 1} flagged | {until}+ flagged | all flagged |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+
+    def row(name: str, figures: dict) -> str:
+        return (f"| {name} | {_share(figures['minors_flagged'])} | "
+                f"{_share(figures['young_adults_flagged'])} | "
+                f"{_share(figures['older_adults_flagged'])} | {_share(figures['all_flagged'])} |")
+
+    for figures in curve["age_rules"]:
+        mark = " (*in force*)" if figures["threshold"] == challenge_age else ""
+        lines.append(row(f"estimated age < {figures['threshold']:g}{mark}", figures))
+    for figures in curve.get("probability_rules") or []:
+        lines.append(row(f"P(under {legal:g}) >= {figures['threshold']:g}", figures))
+    if not curve.get("probability_rules"):
+        lines += ["", "No probability rules: this version has no calibration."]
     return [*lines, ""]
 
 
@@ -204,6 +255,7 @@ def model_card(config: dict, metrics: dict, dataset: dict) -> str:
         for gender, row in test["by_gender"].items():
             lines.append(f"| {gender} | {row['n']} | {_fmt(row['mae'])} | {_fmt(row['bias'])} |")
     lines += ["", *calibration_lines(test.get("calibration"))]
+    lines += policy_lines(test.get("policy_curve"), challenge)
     lines += [
         "Plots: `plots/predicted_vs_true.png`, `plots/residuals_by_age.png`, `plots/mae_by_band.png`.",
         "",

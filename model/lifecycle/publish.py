@@ -6,14 +6,14 @@ Every producer of a version calls it: `model train` (`model.training.train`), `m
 
 1. `document_version` (a freshly evaluated model): save `model.keras`; residual plots of the
    test split; the calibration table fitted on the validation split and measured on the test
-   split, with the reliability plot; `training_images.txt` (content hashes the model learnt
+   split, with the reliability plot; the policy curve of the test split; `training_images.txt` (content hashes the model learnt
    from); the model card. `model calibrate` assembles its own `VersionFiles` instead.
 2. `publish_version`: extra artifacts from every `ArtifactProducer` in `ARTIFACT_PRODUCERS`
    (or the `producers` given), e.g. an exported serving format; a copy to `--out`; the
    figures logged on the producer's MLflow run; the version registered from that run;
    promotion through the gate when asked.
 
-The policy (legal age, challenge age, interval coverage) is resolved once from the loaded
+The policy (legal age, challenge age, interval coverage, calibration method) is resolved once from the loaded
 settings (`Policy.from_settings`) and passed down, so an environment override reaches the
 metrics, the calibration and the card alike.
 """
@@ -31,7 +31,8 @@ import numpy as np
 
 from model.config import Settings
 from model.data.split import SPLITS
-from model.evaluation.calibration import CALIBRATION_FILE, calibrate_split
+from model.evaluation.calibration import CALIBRATION_FILE, calibrate_split, load_calibration
+from model.evaluation.policy import calibrated_policy_curve
 from model.lifecycle.card import model_card, reliability_plot, residual_plots
 from model.lifecycle.registry import (
     MODEL_FILE,
@@ -49,16 +50,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Policy:
-    """The ages and interval share every figure of a version is computed with."""
+    """The ages, interval share and calibration method every figure of a version uses."""
 
     legal_age: int = Settings.legal_age
     challenge_age: int = Settings.challenge_age
     coverage: float = Settings.calibration_coverage
+    calibration_method: str = Settings.calibration_method
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
         """The policy of the loaded settings (environment overrides included)."""
-        return cls(settings.legal_age, settings.challenge_age, settings.calibration_coverage)
+        return cls(settings.legal_age, settings.challenge_age, settings.calibration_coverage,
+                   settings.calibration_method)
 
 
 @dataclass(frozen=True)
@@ -131,9 +134,14 @@ def document_version(model: keras.Model, rows: pd.DataFrame, metrics: dict, pred
     calibrated, metrics["test"]["calibration"] = calibrate_split(
         (ages[parts["valid"]], predictions["valid"]), (ages[parts["test"]], predictions["test"]),
         work_dir, legal_age=policy.legal_age, coverage=policy.coverage,
+        method=policy.calibration_method,
         source={"split": "valid", "dataset_fingerprint": fingerprint})
     if calibrated is not None:
         plots.append(reliability_plot(metrics["test"]["calibration"], work_dir / "plots"))
+    # Minors caught vs adults flagged per rule, on the test split (the card's policy table).
+    metrics["test"]["policy_curve"] = calibrated_policy_curve(
+        load_calibration(work_dir), ages[parts["test"]], predictions["test"],
+        legal_age=policy.legal_age)
     seen = work_dir / TRAINING_IMAGES_FILE  # content hashes the model learnt from
     seen.write_text("\n".join(sorted(rows.loc[~parts["test"], "sha256"])) + "\n")
     extra = {TRAINING_IMAGES_FILE: seen, **({CALIBRATION_FILE: calibrated} if calibrated else {})}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 import shutil
 from pathlib import Path
@@ -110,6 +111,20 @@ def test_page_says_when_probabilities_are_missing(root, page):
     assert "no calibration no probability (3)" in text
     for shown in (day2, text):
         assert "A flag is a screening signal, not proof." in shown
+
+
+def test_page_states_the_policy_in_force_and_its_cost(root, page, tmp_path):
+    text = html.unescape(_text(page))
+    assert ("Policy in force: Challenge 25: an age-restricted sale is flagged when the "
+            "customer's estimated age is below 25 (legal age 18).") in text
+    # write_report looks the day's model (v0003) up in the settings' registry: here an empty one.
+    settings = dataclasses.replace(Settings(), registry_root=tmp_path / "registry",
+                                   challenge_age=21)
+    text = html.unescape(_text(write_report(root, DAY1, tmp_path / "p.html", settings=settings)
+                               .read_text(encoding="utf-8")))
+    assert "Policy in force: Challenge 25" in text  # the rule the day was flagged with
+    assert "What this rule costs is not known: model v0003 is not in the registry" in text
+    assert "The setting is now Challenge 21: days scored from now on are flagged with it." in text
 
 
 def test_tier_thresholds_come_from_settings(root, tmp_path):

@@ -113,6 +113,14 @@ def test_cli_evaluate_json(
                 "minors_pred_ge_challenge", "young_adults_pred_lt_legal"):
         assert key in result
     assert len(result["by_band"]) == 8 and result["split"] == "test"
+    curve = result["policy_curve"]
+    assert [row["threshold"] for row in curve["age_rules"]] == list(range(20, 31))
+    assert curve["n_minors"] == result["n_minors"]
+    at_challenge = next(r for r in curve["age_rules"] if r["threshold"] == 25)
+    if result["n_minors"]:  # caught below 25 = not estimated 25 or older
+        assert at_challenge["minors_flagged"] == pytest.approx(
+            1 - result["minors_pred_ge_challenge"])
+    assert curve["probability_rules"] is None  # the smoke model has no calibration
     assert cli_main(["model", "evaluate", "--model", "v0042", "--faces", str(small_faces_dir)]) == 2
     assert "unknown model version 'v0042'" in capsys.readouterr().err
 
@@ -199,6 +207,11 @@ def test_calibrate_registers_a_calibrated_copy_and_evaluate_reports_its_figures(
     assert 0 <= figures["coverage"] <= 1 and 0 <= figures["brier"] <= 1
     assert set(figures["coverage_by_band"]) == set(result["by_band"])
     assert sum(row["n"] for row in figures["reliability"]) == result["n"]
+    assert figures["method"] == "true_age"
+    rules = result["policy_curve"]["probability_rules"]
+    assert rules and all(0 <= r["all_flagged"] <= 1 for r in rules)
+    flagged = [r["all_flagged"] for r in rules]
+    assert flagged == sorted(flagged, reverse=True)  # a stricter p never flags more
 
 
 @pytest.mark.slow

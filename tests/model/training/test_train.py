@@ -107,6 +107,10 @@ def test_card_and_plots(trained_registry: Path) -> None:
     mae = version.metrics["test"]["mae"]
     assert f"MAE {mae:.2f} years" in card
     assert "| 13-17 |" in card and "Challenge-25" in card
+    curve = version.metrics["test"]["policy_curve"]  # on the test split, no calibration here
+    assert curve["n_minors"] == version.metrics["test"]["n_minors"]
+    assert curve["probability_rules"] is None and len(curve["age_rules"]) == 11
+    assert "| estimated age < 25 (*in force*) |" in card
     plots = sorted(p.name for p in (version.path / "plots").iterdir())
     assert plots == ["mae_by_band.png", "predicted_vs_true.png", "residuals_by_age.png"]
     for name in plots:
