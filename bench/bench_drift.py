@@ -42,18 +42,18 @@ def real_outcomes(model_ref: str, registry: str | None, stores: int, per_store: 
     """Per fault ('none' too): [(no_face, predicted age or NaN)] from the real detector + model."""
     from PIL import Image
 
-    from jobs.simulator.landing import load_test_faces
     from jobs.simulator.camera_faults import degrade
     from jobs.simulator.frames import render_frame
+    from jobs.simulator.landing import load_test_faces
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
-    from model.faces import crop_from, locate_photos
-    from model.net import load_age_model
-    from model.predict import predict_ages
-    from model.registry import ModelRegistry
+    from model.lifecycle.registry import ModelRegistry
+    from model.serving.faces import crop_from, locate_photos
+    from model.serving.net import load_age_model
+    from model.serving.predict import predict_ages
 
     settings = load_settings()
-    version = ModelRegistry(registry or settings.registry_root).resolve(model_ref)
+    version = ModelRegistry(registry or settings.registry_store).resolve(model_ref)
     model, size = load_age_model(version.model_path), version.image_size
     faces = load_test_faces(settings.faces_dir or PROJECT.parent / "shared" / "faces",
                             settings.cache_dir)

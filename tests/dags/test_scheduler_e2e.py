@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
-from airflow_site import PROJECT, Airflow, copy_small_faces, prepare_site, scheduler_env
+from airflow_site import JOBS_CLI, PROJECT, Airflow, copy_small_faces, prepare_site, scheduler_env
 from local_services import listening_addresses
 
 # About 5 minutes on 2 idle cores; the waits below only bound a hung run (shared machines are slow).
