@@ -37,7 +37,7 @@ GOAL = 0.95
 
 def synthetic_calibration(legal_age: int):
     """A table from 3,000 synthetic (true, estimate) pairs with 5-year Gaussian error."""
-    from model.calibration import fit_calibration
+    from model.evaluation.calibration import fit_calibration
 
     rng = np.random.default_rng(0)
     true = np.round(rng.uniform(2, 90, 3000))
@@ -71,7 +71,7 @@ def main() -> int:
     from jobs.daily.spark import build_spark
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
-    from model.net import build_age_model
+    from model.serving.net import build_age_model
 
     settings = load_settings()
     faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from model.config import load_settings
-from model.dataset import validate_dataset
-from model.image_cache import load_images
+from model.data.dataset import validate_dataset
+from model.data.image_cache import load_images
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dataset.json"
 

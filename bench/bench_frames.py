@@ -42,9 +42,9 @@ DAY = "2026-03-14"
 
 def crop_geometry_in_faces_set(faces_dir: Path, cache_dir: Path, count: int) -> dict:
     """MTCNN's box in the faces set's own crops (training faces): median shares of the side."""
-    from model.dataset import validate_dataset
-    from model.faces import shared_detector
-    from model.split import assign_splits
+    from model.data.dataset import validate_dataset
+    from model.data.split import assign_splits
+    from model.serving.faces import shared_detector
 
     usable = assign_splits(validate_dataset(faces_dir, cache_dir=cache_dir).usable)
     train = usable[usable.split == "train"].sample(count, random_state=1)
@@ -100,7 +100,7 @@ def detection_quality(frames: list[Image.Image], truths: list[list[dict]],
 
 
 def run_mtcnn(frames: list[Image.Image], width: int) -> tuple[list[list[tuple]], float, float]:
-    from model.faces import FaceDetector
+    from model.serving.faces import FaceDetector
 
     detector = FaceDetector(width)
     detector.detect(frames[:4])  # warm-up: graph tracing
@@ -154,10 +154,10 @@ def frames_calibration(truths: list[list[dict]], plans: list[dict], found: list[
 def age_mae(model_path: str, size: int, frames_bytes: list[bytes], photos: pd.DataFrame,
             geometries: dict) -> dict:
     """MAE on the customers' original crops vs on crops cut from their frames."""
-    from model.faces import crop_from, locate_photos
-    from model.images import decode_face, image_to_array
-    from model.net import load_age_model
-    from model.predict import predict_ages
+    from model.serving.faces import crop_from, locate_photos
+    from model.serving.images import decode_face, image_to_array
+    from model.serving.net import load_age_model
+    from model.serving.predict import predict_ages
 
     model = load_age_model(model_path)
     located = locate_photos(frames_bytes, photo_format="frames")
@@ -247,7 +247,7 @@ PARTS = ("geometry", "detection", "mae", "job")
 
 def geometries_to_compare(result: dict) -> dict:
     """The job's crop geometry, and the alternatives it was chosen against."""
-    from model.faces import CropGeometry
+    from model.serving.faces import CropGeometry
 
     in_set = result.get("geometry_faces_set", {"scale": 1.2244, "dx": 0.0227, "dy": 0.0198})
     return {
@@ -303,7 +303,7 @@ def main() -> int:
     from jobs.simulator.frames import frame_faces, render_frame
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
-    from model.registry import ModelRegistry
+    from model.lifecycle.registry import ModelRegistry
 
     settings = load_settings()
     faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"

@@ -80,8 +80,8 @@ def pick_models(workdir: Path) -> list[tuple[str, str, int, str]]:
     """
     from model.config import load_settings
     from model.errors import UserError
-    from model.net import build_age_model
-    from model.registry import ModelRegistry
+    from model.lifecycle.registry import ModelRegistry
+    from model.serving.net import build_age_model
 
     settings = load_settings()
     models = []
@@ -99,9 +99,9 @@ def pick_models(workdir: Path) -> list[tuple[str, str, int, str]]:
 
 def in_process_scoring(landing: Path, model_path: str, size: int, batch_size: int) -> int:
     """The ceiling: read every photo file, decode, predict in this process; returns photos."""
-    from model.images import ImageRejected, decode_face
-    from model.net import load_age_model
-    from model.predict import predict_ages
+    from model.serving.images import ImageRejected, decode_face
+    from model.serving.net import load_age_model
+    from model.serving.predict import predict_ages
 
     model = load_age_model(model_path)
     images = []

@@ -127,8 +127,8 @@ def model_registry(root: Path, size: int) -> Path:
 
     Scoring cost does not depend on the weights, and a benchmark should not need a training run.
     """
-    from model.net import build_age_model
-    from model.registry import ModelRegistry
+    from model.lifecycle.registry import ModelRegistry
+    from model.serving.net import build_age_model
 
     registry = ModelRegistry(root)
     path = root.parent / "untrained.keras"

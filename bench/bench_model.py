@@ -27,12 +27,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from model.augment import augment_batch
 from model.config import Settings
-from model.net import backbone_of, build_age_model, set_batchnorm_momentum
-from model.predict import predict_ages
-from model.profiles import train_config
-from model.train import compile_for_training
+from model.serving.net import backbone_of, build_age_model, set_batchnorm_momentum
+from model.serving.predict import predict_ages
+from model.training.augment import augment_batch
+from model.training.profiles import train_config
+from model.training.train import compile_for_training
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_model_cpu.json"
 

@@ -43,11 +43,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_model import write_results  # noqa: E402
-from model.batches import FaceBatches  # noqa: E402
 from model.config import Settings  # noqa: E402
-from model.net import backbone_of, build_age_model, set_batchnorm_momentum  # noqa: E402
-from model.profiles import train_config  # noqa: E402
-from model.train import compile_for_training  # noqa: E402
+from model.serving.net import backbone_of, build_age_model, set_batchnorm_momentum  # noqa: E402
+from model.training.batches import FaceBatches  # noqa: E402
+from model.training.profiles import train_config  # noqa: E402
+from model.training.train import compile_for_training  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_train_loop.json"
 
@@ -84,9 +84,9 @@ class EpochTimer(keras.callbacks.Callback):
 
 def _load_faces(size: int, rows: int, valid_rows: int) -> tuple[np.ndarray, ...]:
     from model.config import load_settings
-    from model.dataset import validate_dataset
-    from model.image_cache import load_images
-    from model.split import assign_splits
+    from model.data.dataset import validate_dataset
+    from model.data.image_cache import load_images
+    from model.data.split import assign_splits
 
     settings = load_settings()
     if settings.faces_dir is None:

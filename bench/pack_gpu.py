@@ -22,9 +22,9 @@ from pathlib import Path
 from PIL import Image
 
 from model.config import load_settings
-from model.dataset import validate_dataset
-from model.images import decode_face
-from model.split import assign_splits
+from model.data.dataset import validate_dataset
+from model.data.split import assign_splits
+from model.serving.images import decode_face
 
 
 def _webp(path: str, side: int, quality: int) -> bytes:

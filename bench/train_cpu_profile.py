@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_model import _machine  # noqa: E402
 from model.config import load_settings  # noqa: E402
-from model.profiles import train_config  # noqa: E402
-from model.train import train_model  # noqa: E402
+from model.training.profiles import train_config  # noqa: E402
+from model.training.train import train_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_cpu_profile.json"
 

@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 
 from model.config import Settings
-from model.images import decode_face
-from model.metrics import age_metrics
-from model.predict import predict_ages
-from model.profiles import train_config
-from model.train import TimeLimit, accelerator_present, fit_age_model
+from model.evaluation.metrics import age_metrics
+from model.serving.images import decode_face
+from model.serving.predict import predict_ages
+from model.training.profiles import train_config
+from model.training.train import TimeLimit, accelerator_present, fit_age_model
 
 
 def load_pack(pack: Path, size: int, limit: int | None) -> tuple[pd.DataFrame, np.ndarray]:

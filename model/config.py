@@ -100,7 +100,7 @@ class Settings:
     score_batch_size: int = 64
     legal_age: int = 18
     challenge_age: int = 25
-    # "Minor" tiers of a flag's calibrated P(age < legal_age) (model/calibration.py, issue 12).
+    # "Minor" tiers of a flag's calibrated P(age < legal_age) (model/evaluation/calibration.py, issue 12).
     likely_minor_p: float = 0.5  # at least this: "likely minor"
     possible_minor_p: float = 0.2  # at least this: "possible minor"; below: "probably adult"
     calibration_coverage: float = 0.8  # central share of the age_low..age_high interval
@@ -110,7 +110,7 @@ class Settings:
     min_match_rate: float = 0.5
     photo_retention_days: int = 30
 
-    # Checkout frames (model/faces.py, docs/frames.md).
+    # Checkout frames (model/serving/faces.py, docs/frames.md).
     photo_format: str = "auto"  # auto | frames | crops: how the score job treats photos
     crop_max_px: int = 400  # auto: a photo no larger than this on both sides is a face crop
     detect_width_px: int = 480  # frames are scaled to this width for face detection

@@ -68,9 +68,9 @@ def trained_registry(small_faces_dir: Path, tmp_path_factory: pytest.TempPathFac
     (copy it before promoting or rolling back).
     """
     from model.config import Settings
-    from model.profiles import train_config
-    from model.registry import ModelRegistry
-    from model.train import train_model
+    from model.lifecycle.registry import ModelRegistry
+    from model.training.profiles import train_config
+    from model.training.train import train_model
 
     root = tmp_path_factory.mktemp("registry")
     config = train_config(Settings(), "gpu", size=SMOKE_MODEL_SIZE, head_epochs=2, epochs=1,

@@ -19,7 +19,7 @@ def _write(text: str) -> None:
 
 def _validate_report(args: argparse.Namespace):
     from model.config import load_settings
-    from model.dataset import validate_dataset
+    from model.data.dataset import validate_dataset
 
     settings = load_settings()
     return validate_dataset(
@@ -78,7 +78,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """Import a public dataset into the standard layout and print what happened."""
-    from model.importers import import_appa_real, import_utkface
+    from model.data.importers import import_appa_real, import_utkface
 
     importer = {"utkface": import_utkface, "appa-real": import_appa_real}[args.format]
     summary = importer(args.source, args.dest).as_dict()
@@ -101,7 +101,7 @@ def run_import(args: argparse.Namespace) -> int:
 def run_eda(args: argparse.Namespace) -> int:
     """Validate a face set, then write histogram, sample grid and counts to --out."""
     from model.config import load_settings
-    from model.eda import write_eda
+    from model.data.eda import write_eda
 
     report = _validate_report(args)
     written = write_eda(

@@ -69,7 +69,7 @@ EXIT_GATE_REFUSED = 4  # `model promote`: the gate said no (a crash is 1, a user
 
 def train_config_from_args(args: argparse.Namespace, settings):
     """The run's `TrainConfig`: the profile (flag or setting), settings, then the flags."""
-    from model.profiles import train_config
+    from model.training.profiles import train_config
 
     return train_config(settings, args.profile,
                         **{name: getattr(args, name) for name in _CONFIG_FLAGS})
@@ -101,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Train, evaluate, register (and maybe promote) one model; print a short summary."""
     from model.config import load_settings
     from model.errors import UserError
-    from model.train import train_model
+    from model.training.train import train_model
 
     settings = load_settings()
     if args.promote and args.no_register:
@@ -155,7 +155,7 @@ def _print_trained(args: argparse.Namespace, config, result) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Score a labelled folder with a model and print its metrics."""
     from model.config import load_settings
-    from model.evaluate import evaluate_model
+    from model.evaluation.evaluate import evaluate_model
 
     settings = load_settings()
     result = evaluate_model(
@@ -188,7 +188,7 @@ def _calibration_line(figures: dict | None) -> str:
 def run_calibrate(args: argparse.Namespace) -> int:
     """Register a calibrated copy of a version, fitted on labelled faces it never saw."""
     from model.config import load_settings
-    from model.evaluate import calibrate_model
+    from model.evaluation.evaluate import calibrate_model
 
     settings = load_settings()
     result = calibrate_model(
@@ -208,7 +208,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 def _registry():
     from model.config import load_settings
-    from model.registry import ModelRegistry
+    from model.lifecycle.registry import ModelRegistry
 
     return ModelRegistry(load_settings().registry_root)
 
@@ -256,7 +256,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_register(args: argparse.Namespace) -> int:
     """Register a model file trained elsewhere, evaluated and documented here."""
     from model.config import load_settings
-    from model.import_model import import_model
+    from model.lifecycle.import_model import import_model
 
     settings = load_settings()
     result = import_model(args.model_file, _faces(args, settings),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from model.config import Settings
-from model.registry import PRODUCTION
+from model.lifecycle.registry import PRODUCTION
 
 
 def add_day_arguments(parser: argparse.ArgumentParser, data_root: str, what: str) -> None:

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 def load_test_faces(faces_dir: Path, cache_dir: Path | None, *, min_age: int = 1,
                     max_age: int = 100) -> pd.DataFrame:
     """The face set's test split (validated usable rows only): the simulated customers' faces."""
-    from model.dataset import validate_dataset
-    from model.split import assign_splits
+    from model.data.dataset import validate_dataset
+    from model.data.split import assign_splits
 
     report = validate_dataset(faces_dir, min_age=min_age, max_age=max_age, cache_dir=cache_dir)
     usable = assign_splits(report.usable)

@@ -18,7 +18,7 @@ from model.config import AGE_GROUPS
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from model.calibration import Calibration
+    from model.evaluation.calibration import Calibration
 
 MISSING_FILE = "missing_file"
 NO_METADATA = "no_metadata"

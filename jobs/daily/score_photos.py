@@ -27,8 +27,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from model.calibration import Calibration
     from model.config import Settings
+    from model.evaluation.calibration import Calibration
 
 log = logging.getLogger("jobs.daily.score_photos")
 
@@ -51,8 +51,8 @@ def pixels_udf(size: int, limits: dict[str, int] | None = None):  # -> pandas UD
 
     @F.pandas_udf(ArrayType(FloatType(), containsNull=False))
     def pixels(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
-        from model.faces import crop_from
-        from model.images import ImageRejected, open_image
+        from model.serving.faces import crop_from
+        from model.serving.images import ImageRejected, open_image
 
         blank = np.zeros(size * size * 3, dtype=np.float32)
         for content, crops in batches:
@@ -91,7 +91,7 @@ def face_udf(options: dict | None = None):  # -> pandas UDF
 
     @F.pandas_udf(FACE_STRUCT)
     def faces(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        from model.faces import LOCATED_COLUMNS, locate_photos
+        from model.serving.faces import LOCATED_COLUMNS, locate_photos
 
         for content in batches:
             rows = locate_photos(list(content), **options)
@@ -109,8 +109,8 @@ def age_udf(model_path: str, size: int, batch_size: int, flip_tta: bool = True):
 
     def make_predict_fn():
         # Runs once per Python worker: the loaded model is cached there between batches.
-        from model.net import load_age_model
-        from model.predict import predict_ages
+        from model.serving.net import load_age_model
+        from model.serving.predict import predict_ages
 
         model = load_age_model(model_path)
 
@@ -254,7 +254,7 @@ def _photo_counts(by_reason: dict[str | None, int]) -> dict:
 
 def face_options_from(settings: Settings) -> dict:
     """`model.faces.locate_photos` keywords from the settings (photo format, detector, sizes)."""
-    from model.faces import PHOTO_FORMATS
+    from model.serving.faces import PHOTO_FORMATS
 
     if settings.photo_format not in PHOTO_FORMATS:
         from model.errors import UserError
@@ -284,9 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.contract import check_date, normalise_root
     from jobs.daily.run_lock import day_lock
     from jobs.daily.spark import build_spark, emit_result
-    from model.calibration import load_calibration
     from model.errors import UserError
-    from model.registry import ModelRegistry
+    from model.evaluation.calibration import load_calibration
+    from model.lifecycle.registry import ModelRegistry
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)

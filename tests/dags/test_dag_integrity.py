@@ -68,7 +68,7 @@ def test_policy_retries_backoff_tags_docs(dagbag, dag_id):
 
 
 def test_daily_params_default_to_the_logical_date_and_the_production_alias(dagbag):
-    from model.registry import PRODUCTION
+    from model.lifecycle.registry import PRODUCTION
 
     params = dagbag.dags["checkout_age_daily"].params
     assert set(params.dump()) == {"date", "model_version"}
@@ -161,7 +161,7 @@ def test_retrain_params_default_to_the_settings(dagbag):
 
 def test_an_environment_override_reaches_a_scheduled_retrain(dagbag, monkeypatch, tmp_path):
     from model.config import TRAIN_PROFILES, load_settings
-    from model.registry import ModelRegistry
+    from model.lifecycle.registry import ModelRegistry
 
     dag = dagbag.dags["age_model_retrain"]
     for name, value in {"TRAIN_PROFILE": "gpu", "IMAGE_SIZE": "128", "BACKBONE": "resnet50",
@@ -191,7 +191,7 @@ def test_an_environment_override_reaches_a_scheduled_retrain(dagbag, monkeypatch
 
 def test_a_retrain_that_cannot_finish_in_the_task_timeout_is_refused(dagbag):
     from model.config import Settings
-    from model.profiles import estimate_minutes, train_config
+    from model.training.profiles import estimate_minutes, train_config
 
     dag = dagbag.dags["age_model_retrain"]
     task = dag.get_task("train_candidate")

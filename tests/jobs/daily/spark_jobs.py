@@ -24,8 +24,8 @@ def untrained_registry(root: Path, versions: int = 1) -> Path:
     """
     import keras
 
-    from model.net import build_age_model
-    from model.registry import ModelRegistry
+    from model.lifecycle.registry import ModelRegistry
+    from model.serving.net import build_age_model
 
     registry = ModelRegistry(root)
     keras.utils.set_random_seed(3)

@@ -146,7 +146,7 @@ def test_a_second_run_of_the_day_is_refused_and_a_promotion_mid_run_is_not_seen(
     """Run 1 pins `production` (v0001) and pauses before it scores; meanwhile v0002 is promoted
     and a second run of the same day is started: it fails naming the first. Run 1 then finishes
     with v0001, the version it pinned (its ages are checked against v0002's below)."""
-    from model.registry import ModelRegistry
+    from model.lifecycle.registry import ModelRegistry
 
     first = _start(site, "score", "--model", "production", pause_at="score:read")
     _wait_paused(site, first, "score:read")

@@ -7,7 +7,7 @@ import pytest
 
 from jobs.contract import spark_columns
 from jobs.daily.photos import photo_scores
-from model.calibration import fit_calibration
+from model.evaluation.calibration import fit_calibration
 
 SCORED_SCHEMA = ("photo_id string, store_id string, lane_id int, captured_at timestamp, "
                  "age_pred_years float, reason string, detail string")

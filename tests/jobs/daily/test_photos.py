@@ -84,9 +84,9 @@ def tiny_model(tmp_path_factory):
 
 def test_scoring_udf_matches_in_process_prediction(spark, faces_dir, tiny_model):
     from jobs.daily.score_photos import age_udf, face_udf, pixels_udf, score_inventory
-    from model.images import decode_face
-    from model.net import load_age_model
-    from model.predict import predict_ages
+    from model.serving.images import decode_face
+    from model.serving.net import load_age_model
+    from model.serving.predict import predict_ages
 
     names = ["000000.jpg", "000001.jpg", "000002.jpg"]
     raw = [(faces_dir / "final_files" / name).read_bytes() for name in names]
@@ -139,9 +139,9 @@ def test_scoring_udf_finds_and_crops_the_face_in_frames(spark, faces_dir, tiny_m
     from PIL import Image
 
     from jobs.daily.score_photos import age_udf, face_udf, pixels_udf, score_inventory
-    from model.faces import crop_from, locate_photos
-    from model.net import load_age_model
-    from model.predict import predict_ages
+    from model.serving.faces import crop_from, locate_photos
+    from model.serving.net import load_age_model
+    from model.serving.predict import predict_ages
 
     frames = [_frame_bytes(faces_dir, name, i) for i, name in
               enumerate(["000000.jpg", "000001.jpg", "000002.jpg", None])]

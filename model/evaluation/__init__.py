@@ -1,0 +1,1 @@
+"""Evaluation: age metrics, evaluation of a version, calibration of its intervals."""

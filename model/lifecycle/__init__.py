@@ -1,0 +1,1 @@
+"""Model lifecycle: the registry, the model card, importing and publishing versions."""

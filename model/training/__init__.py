@@ -1,0 +1,1 @@
+"""Training: profiles, augmentation, batches, the feature cache and the fit loop."""

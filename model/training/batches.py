@@ -1,0 +1,94 @@
+"""Batches of (raw pixels or cached activations, ages) for `model.fit`, from in-memory arrays.
+
+A `keras.utils.PyDataset` works the same under every Keras backend (no `tf.data`), and its
+batches are pure functions of (seed, epoch, batch index): shuffling and augmentation are
+reproducible and do not depend on the order in which worker threads build batches.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from model.training.augment import augment_batch
+
+
+class FaceBatches(keras.utils.PyDataset):
+    """Face images and ages as float32 batches `(x (n, S, S, 3) in 0..255, y (n, 1))`.
+
+    Args:
+        images: uint8 (N, S, S, 3) array (kept as is; converted one batch at a time).
+        ages: N ages in years.
+        batch_size: rows per batch; the last batch may be smaller.
+        shuffle: reshuffle the rows every epoch (training); off for validation.
+        augment: apply random flips and shifts (training only).
+        seed: fixes the shuffles and augmentations.
+        max_shift: largest augmentation shift as a share of the side.
+        drop_remainder: leave out the last, smaller batch (training: every step then has the
+            same shape, so nothing is traced or compiled again mid-epoch).
+        mirrored: the images' mirror-image counterparts (e.g. activations of the flipped
+            pictures, which are not the flipped activations); augmentation then takes a row
+            from here instead of flipping it.
+        **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` for `PyDataset`.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        ages: np.ndarray,
+        *,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        augment: bool = False,
+        seed: int = 0,
+        max_shift: float = 0.1,
+        drop_remainder: bool = False,
+        mirrored: np.ndarray | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)
+        if len(images) != len(ages):
+            raise ValueError(f"{len(images)} images but {len(ages)} ages")
+        if len(images) == 0:
+            raise ValueError("no images to batch")
+        if mirrored is not None and mirrored.shape != images.shape:
+            raise ValueError(f"mirrored rows {mirrored.shape} differ from images {images.shape}")
+        self.images = images
+        self.mirrored = mirrored
+        self.ages = np.asarray(ages, dtype=np.float32).reshape(-1, 1)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.augment = augment
+        self.seed = int(seed)
+        self.max_shift = max_shift
+        self.drop_remainder = drop_remainder and len(images) >= batch_size
+        self.epoch = 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.images))
+        return np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
+
+    def __len__(self) -> int:
+        if self.drop_remainder:
+            return len(self.images) // self.batch_size
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        batch = self.images[rows]
+        if self.augment:
+            rng = np.random.default_rng((self.seed, self.epoch, index, 1))
+            if self.mirrored is None:
+                batch = augment_batch(batch, rng, max_shift=self.max_shift)
+            else:
+                flips = rng.random(len(rows)) < 0.5
+                batch[flips] = self.mirrored[rows[flips]]
+                batch = augment_batch(batch, rng, flip_prob=0.0, max_shift=self.max_shift)
+        return batch.astype(np.float32), self.ages[rows]
+
+    def on_epoch_end(self) -> None:
+        """Move to the next epoch's shuffle and augmentation draws."""
+        self.epoch += 1
+        self._order = self._epoch_order()

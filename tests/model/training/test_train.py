@@ -1,0 +1,138 @@
+"""A real (small) training run: what it records, and that the model it makes works."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jobs.cli.main import main as cli_main
+from model.config import Settings
+from model.data.dataset import validate_dataset
+from model.data.split import assign_splits
+from model.errors import UserError
+from model.lifecycle.registry import ModelRegistry
+from model.serving.net import load_age_model, model_input_size
+from model.serving.predict import predict_ages
+from model.training.profiles import train_config
+from model.training.train import _precision_policy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def split_rows(small_faces_dir: Path):
+    report = validate_dataset(small_faces_dir)
+    return report, assign_splits(report.usable)
+
+
+def test_trained_version_records_its_run(trained_registry: Path, split_rows) -> None:
+    report, rows = split_rows
+    registry = ModelRegistry(trained_registry)
+    assert [v["version"] for v in registry.list_versions()] == ["v0001"]
+    version = registry.resolve("production")
+    assert version.version == "v0001"
+    config = version.config
+    assert (config["size"], config["backbone"], config["seed"]) == (96, "mobilenet_v2", 1337)
+    assert (config["profile"], config["feature_cache"]) == ("gpu", False)
+    assert config["dataset_fingerprint"] == report.fingerprint
+    counts = rows["split"].value_counts()
+    assert config["rows"] == {name: int(counts[name]) for name in ("train", "valid", "test")}
+    assert [h["phase"] for h in config["history"]] == ["head", "head", "full"]
+    assert config["epochs_run"] == 1 and config["best_epoch"] == 3
+    assert all(np.isfinite(h["val_mae"]) and h["images_per_s"] > 0 for h in config["history"])
+    # The test suite runs on CPU machines (the GPU kit is bench/run_gpu.sh): no mixed precision,
+    # and the saved model is float32 whatever the run computed in.
+    assert config["dtype_policy"] == "float32"
+    model = load_age_model(version.model_path)
+    assert {w.dtype for w in model.weights} == {"float32"}
+    seen = (version.path / "training_images.txt").read_text().split()
+    assert sorted(seen) == sorted(rows.loc[rows["split"] != "test", "sha256"])
+
+
+def test_trained_model_learnt_something(trained_registry: Path, split_rows) -> None:
+    """Loads, takes raw pixels, and beats always guessing the training mean on the test split."""
+    _, rows = split_rows
+    version = ModelRegistry(trained_registry).resolve("production")
+    test = version.metrics["test"]
+    train_ages = rows.loc[rows["split"] == "train", "real_age"]
+    test_ages = rows.loc[rows["split"] == "test", "real_age"]
+    guess_mean_mae = float(np.abs(test_ages - train_ages.mean()).mean())
+    assert test["n"] == len(test_ages)
+    assert test["mae"] < guess_mean_mae - 1.0, (test["mae"], guess_mean_mae)
+    assert set(test["by_gender"]) <= {"female", "male", "unknown"}
+
+    model = load_age_model(version.model_path)
+    assert model_input_size(model) == 96
+    from model.data.image_cache import load_images
+
+    images = load_images(rows.head(16), 96, trained_registry.parent / "evalcache", "fp")
+    ages = predict_ages(model, images, batch_size=8)
+    assert ages.shape == (16,) and np.all(np.isfinite(ages))
+    assert np.all((ages > -10) & (ages < 130)) and ages.std() > 0.1
+
+
+def test_card_and_plots(trained_registry: Path) -> None:
+    version = ModelRegistry(trained_registry).resolve("v0001")
+    card = (version.path / "card.md").read_text()
+    mae = version.metrics["test"]["mae"]
+    assert f"MAE {mae:.2f} years" in card
+    assert "| 13-17 |" in card and "Challenge-25" in card
+    plots = sorted(p.name for p in (version.path / "plots").iterdir())
+    assert plots == ["mae_by_band.png", "predicted_vs_true.png", "residuals_by_age.png"]
+    for name in plots:
+        assert (version.path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_train_head_only_without_registry(
+    small_faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("MODEL_REGISTRY", str(tmp_path / "registry"))
+    monkeypatch.setenv("CHECKOUT_AGE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    status = cli_main(["model", "train", "--faces", str(small_faces_dir), "--size", "96",
+                       "--head-epochs", "1", "--epochs", "0", "--limit", "150",
+                       "--batch-size", "32", "--no-register", "--out", str(out), "--json"])
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["version"] is None and printed["model_path"] == str(out / "model.keras")
+    config = json.loads((out / "config.json").read_text())
+    assert sum(config["rows"].values()) == 150 and config["limit"] == 150
+    assert config["epochs_run"] == 0
+    command = config["command"]  # repeats the run: every flag given, defaults made explicit
+    assert command.startswith(f"checkout-age model train --faces {small_faces_dir} ")
+    for flag in ("--epochs 0", "--head-epochs 1", "--limit 150", "--seed 1337", "--size 96",
+                 "--backbone mobilenet_v2", "--no-register", "--profile cpu",
+                 "--batch-size 32"):
+        assert flag in command
+    assert printed["metrics"]["test"]["n"] == config["rows"]["test"]
+    assert load_age_model(out / "model.keras").input_shape == (None, 96, 96, 3)
+    assert not (tmp_path / "registry").exists()
+
+
+def test_cli_train_refuses_contradictory_flags(
+    small_faces_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["model", "train", "--faces", str(small_faces_dir), "--no-register"]) == 2
+    assert "--no-register needs --out" in capsys.readouterr().err
+
+
+def test_too_few_faces_is_a_user_error(small_faces_dir: Path, tmp_path: Path) -> None:
+    from model.training.train import train_model
+
+    with pytest.raises(UserError, match="too few usable faces"):
+        train_model(small_faces_dir, train_config(Settings(), "quick", limit=10),
+                    cache_dir=tmp_path, registry_root=None)
+
+
+def test_precision_policy_follows_the_device() -> None:
+    for accelerator in (False, True):
+        assert _precision_policy("off", accelerator) == "float32"
+        assert _precision_policy("on", accelerator) == "mixed_bfloat16"
+    assert _precision_policy("auto", False) == "float32"
+    assert _precision_policy("auto", True) == "mixed_bfloat16"
+    with pytest.raises(UserError, match="mixed precision must be auto, on or off"):
+        _precision_policy("maybe", False)
