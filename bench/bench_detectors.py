@@ -23,17 +23,14 @@ Results: bench/results/bench_detectors.json, with the load average (the machine 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
@@ -57,7 +54,7 @@ def _timed(fn, items: list, repeats: int = 1) -> tuple[list, float, float]:
 
 def decode_part(frames_bytes: list[bytes], repeats: int) -> dict:
     """Full decode vs DCT-scaled decodes (PIL draft), core-s per frame."""
-    from model.images import open_image, open_scaled
+    from model.serving.images import open_image, open_scaled
 
     out = {}
     _, wall, cpu = _timed(open_image, frames_bytes, repeats)
@@ -75,8 +72,8 @@ def detection_part(frames_bytes: list[bytes], truths: list[list[dict]],
     """MTCNN 480 vs YuNet at several widths: quality and cost; also the boxes found."""
     from bench_frames import detection_quality, run_mtcnn
 
-    from model.images import open_image
-    from model.yunet import YuNetDetector
+    from model.serving.images import open_image
+    from model.serving.yunet import YuNetDetector
 
     frames = [open_image(b) for b in frames_bytes]
     out, boxes = {}, {}
@@ -88,7 +85,7 @@ def detection_part(frames_bytes: list[bytes], truths: list[list[dict]],
         detector = YuNetDetector(width, min_confidence=0.0)
         detector.detect_bytes(frames_bytes[0])  # warm-up
         results, wall, cpu = _timed(detector.detect_bytes, frames_bytes, repeats)
-        detect_only, dwall, dcpu = _timed(lambda f: detector.detect([f]), frames, repeats)
+        detect_only, dwall, dcpu = _timed(lambda f, d=detector: d.detect([f]), frames, repeats)
         found = [[(f.x, f.y, f.w, f.h, f.confidence) for f in faces] for faces, _ in results]
         entry = {"decode_and_detect_s_per_frame": wall, "decode_and_detect_cpu_s_per_frame": cpu,
                  "detect_only_cpu_s_per_frame": dcpu, "detect_only_s_per_frame": dwall,
@@ -106,10 +103,10 @@ def age_part(model_ref: tuple[str, int], frames_bytes: list[bytes], photos, boxe
     """MAE of customers cut from frames with each detector's boxes vs their original crops."""
     from bench_frames import frames_calibration
 
-    from model.faces import CropGeometry, crop_face, locate_customer
-    from model.images import decode_face, open_image
-    from model.net import load_age_model
-    from model.predict import predict_ages
+    from model.serving.faces import CropGeometry, crop_face, locate_customer
+    from model.serving.images import decode_face, open_image
+    from model.serving.net import load_age_model
+    from model.serving.predict import predict_ages
 
     model = load_age_model(model_ref[0])
     size = model_ref[1]
@@ -125,7 +122,7 @@ def age_part(model_ref: tuple[str, int], frames_bytes: list[bytes], photos, boxe
                   yunet_key: CropGeometry(scale=calibration["scale"], dx=calibration["dx"],
                                           dy=calibration["dy"])}
     faces_by = {"mtcnn_480": None, yunet_key: [faces for faces, _ in boxes[yunet_key]]}
-    from model.faces import shared_detector
+    from model.serving.faces import shared_detector
 
     frames = [open_image(b) for b in frames_bytes]
     faces_by["mtcnn_480"] = shared_detector(480).detect(frames)
@@ -140,10 +137,14 @@ def age_part(model_ref: tuple[str, int], frames_bytes: list[bytes], photos, boxe
     truth = truths_age[keep]
     out = {"customers_scored_by_both": len(keep), f"geometry_{yunet_key}": calibration,
            "mae_original_crops": float(np.abs(predict_ages(model, originals) - truth).mean())}
-    for key, geometry in geometries.items():
+    from model.serving.yunet import YUNET_GEOMETRY
+
+    runs = [(key, key, geometry) for key, geometry in geometries.items()]
+    runs.append((f"{yunet_key}_shipped_geometry", yunet_key, YUNET_GEOMETRY))
+    for label, key, geometry in runs:
         crops = np.stack([crop_face(frames[i], located[key][i].face, size, geometry)
                           for i in keep])
-        out[f"mae_frames_{key}"] = float(np.abs(predict_ages(model, crops) - truth).mean())
+        out[f"mae_frames_{label}"] = float(np.abs(predict_ages(model, crops) - truth).mean())
     return out
 
 
@@ -171,15 +172,16 @@ def main() -> int:
     frames_bytes = [render_frame(plan) for plan in photos.frame]
     truths = [frame_faces(plan) for plan in photos.frame]
     result: dict = {"frames": len(frames_bytes), "faces_in_frames": sum(map(len, truths)),
-                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+                    }
     result["decode"] = decode_part(frames_bytes, args.repeats)
     result["detection"], boxes = detection_part(frames_bytes, truths, args.repeats)
+    result["yunet_omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")  # as YuNet set it
     if not args.quick:
-        from model.registry import ModelRegistry
+        from model.lifecycle.registry import ModelRegistry
 
         version = ModelRegistry(args.registry or settings.registry_root).resolve(args.model)
         result["age"] = age_part((str(version.model_path), version.image_size), frames_bytes,
-                                 photos, boxes, "yunet_320", 0.5)
+                                 photos, boxes, f"yunet_{settings.yunet_width_px}", settings.yunet_min_confidence)
         result["age"]["model"] = version.version
     result["licences"] = {"mtcnn": "MIT (weights in the wheel; needs TensorFlow)",
                           "yuface": "BSD-3-Clause (libfacedetection, YuNet weights compiled in)",
@@ -195,7 +197,6 @@ def main() -> int:
     print(text)
     if not args.quick:
         Path(args.out).write_text(text + "\n")
-    _ = statistics, io, Image
     return 0
 
 

@@ -1,7 +1,7 @@
 """Benchmark of the age model's serving runtimes: Keras vs OpenVINO vs ONNX Runtime, one run.
 
 One registry version (or an untrained MobileNetV2 160 px, `--untrained`: speed and parity
-only) is exported to OpenVINO IR and to ONNX (`model.artifact.export_artifact`). Each runtime
+only) is exported to OpenVINO IR and to ONNX (`model.serving.artifact.export_artifact`). Each runtime
 then runs in a fresh Python process of its own (never in the exporting process, which holds
 TensorFlow's thread pools) on the same real test faces, with flip test-time augmentation as
 the score job does, at 1 and 2 threads:
@@ -48,7 +48,7 @@ def peak_rss_mib() -> float:
 
 def worker(args: argparse.Namespace) -> int:
     """One runtime in this process: time it on the faces, write its estimates and figures."""
-    from model.artifact import load_runtime
+    from model.serving.artifact import load_runtime
 
     images = np.load(args.faces)
     started = time.perf_counter()
@@ -76,8 +76,8 @@ def keras_worker(args: argparse.Namespace) -> int:
     """Keras itself (today's path) in a fresh process, timed the same way."""
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(args.threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    from model.net import load_age_model
-    from model.predict import predict_ages
+    from model.serving.net import load_age_model
+    from model.serving.predict import predict_ages
 
     images = np.load(args.faces)
     started = time.perf_counter()
@@ -126,7 +126,7 @@ def _faces(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` test-split faces (uint8, decoded as the job decodes crops) and their ages."""
     from jobs.daily.landing import load_test_faces
     from model.config import load_settings
-    from model.images import decode_face
+    from model.serving.images import decode_face
 
     settings = load_settings()
     faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
@@ -161,14 +161,14 @@ def main() -> int:
         return keras_worker(args)
 
     started, load_before = time.time(), os.getloadavg()
-    from model.artifact import OPENVINO, RUNTIMES, export_artifact
-    from model.net import build_age_model, load_age_model
+    from model.serving.artifact import OPENVINO, RUNTIMES, export_artifact
+    from model.serving.net import build_age_model, load_age_model
 
     if args.untrained:
         model, label, size = build_age_model("mobilenet_v2", 160), "untrained", 160
     else:
         from model.config import load_settings
-        from model.registry import ModelRegistry
+        from model.lifecycle.registry import ModelRegistry
 
         version = ModelRegistry(args.registry or load_settings().registry_root).resolve(args.model)
         model, label, size = load_age_model(version.model_path), version.version, version.image_size

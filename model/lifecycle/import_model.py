@@ -100,8 +100,10 @@ def import_model(model_file: Path, faces_dir: Path, *, registry_root: Path, cach
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="import-", dir=cache_dir))
     try:
+        valid = (rows["split"] == "valid").to_numpy()
         result = document_and_register(model, rows, metrics, predictions, recorded, report,
-                                       work_dir, out_dir=None, registry_root=registry_root)
+                                       work_dir, out_dir=None, registry_root=registry_root,
+                                       valid_images=images[valid])
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     log.info("imported %s as %s: test MAE %.2f", model_file, result.version,

@@ -23,6 +23,7 @@ from PIL import Image
 
 from model.serving.images import image_to_array
 
+MTCNN, YUNET = "mtcnn", "yunet"  # the face detectors (`CHECKOUT_AGE_FACE_DETECTOR`)
 NO_FACE = "no_face"
 FACE_TOO_SMALL = "face_too_small"
 DETECTION_FAILED = "detection_failed"
@@ -173,8 +174,17 @@ class FaceDetector:
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, 16)
         return [rows[rows[:, 0] == i, 1:] for i in range(len(arrays))]
 
-    def detect(self, images: list[Image.Image]) -> list[list[Face]]:
-        """Faces of each RGB image (any sizes: frames of one size are detected together)."""
+    def detect(self, images: list[Image.Image],
+               frame_sizes: list[tuple[int, int]] | None = None) -> list[list[Face]]:
+        """Faces of each RGB image (any sizes: frames of one size are detected together).
+
+        `frame_sizes`: each image's full frame (width, height) when it was decoded at a
+        reduced scale (faces come back in frame pixels); None: the images are the frames.
+        """
+        if frame_sizes is not None:
+            found = self.detect(images)
+            return [[_rescaled(face, size[0] / image.width) for face in faces]
+                    for faces, image, size in zip(found, images, frame_sizes, strict=True)]
         scaled = [self._scaled(image) for image in images]
         results: list[list[Face]] = [[] for _ in images]
         by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -187,6 +197,14 @@ class FaceDetector:
                 for i, rows in zip(chunk, self._run([scaled[i][0] for i in chunk]), strict=True):
                     results[i] = [_face(row, scaled[i][1]) for row in rows]
         return results
+
+
+def _rescaled(face: Face, ratio: float) -> Face:
+    if ratio == 1.0:
+        return face
+    return Face(face.x * ratio, face.y * ratio, face.w * ratio, face.h * ratio, face.confidence,
+                (face.left_eye[0] * ratio, face.left_eye[1] * ratio),
+                (face.right_eye[0] * ratio, face.right_eye[1] * ratio))
 
 
 def _face(row: np.ndarray, scale: float) -> Face:
@@ -223,8 +241,9 @@ def is_crop(size: tuple[int, int], photo_format: str, crop_max_px: int) -> bool:
     return photo_format == CROPS
 
 
-def _located_row(located: Located, frame: bool) -> dict:
-    """One `locate_photos` row; `crop` = what `crop_from` needs ([] = the whole photo)."""
+def located_row(located: Located, frame: bool) -> dict:
+    """One `locate_photos` row (`LOCATED_COLUMNS`); `crop` = what `crop_from` needs ([] = the
+    whole photo)."""
     row = dict.fromkeys(LOCATED_COLUMNS)
     row.update(reason=located.reason, detail=located.detail)
     if not frame:
@@ -266,13 +285,13 @@ def locate_photos(contents: list[bytes | None], *, photo_format: str = AUTO,
                 rows[i].update(reason=exc.reason, detail=exc.detail)
                 continue
             if is_crop(image.size, photo_format, crop_max_px):
-                rows[i] = _located_row(Located(0, None), frame=False)
+                rows[i] = located_row(Located(0, None), frame=False)
             else:
                 frames[i] = image
         for i, faces in _detect_safely(frames, detect_width).items():
             located = faces if isinstance(faces, Located) else locate_customer(
                 faces, frames[i].size, min_confidence=min_confidence, min_face_px=min_face_px)
-            rows[i] = _located_row(located, frame=True)
+            rows[i] = located_row(located, frame=True)
     return rows
 
 

@@ -406,7 +406,8 @@ def train_model(
     try:
         return document_and_register(fit.model, rows, metrics, predictions, recorded, report,
                                      work_dir, out_dir=out_dir, registry_root=registry_root,
-                                     promote=promote, max_mae=max_mae, tolerance=tolerance)
+                                     promote=promote, max_mae=max_mae, tolerance=tolerance,
+                                     valid_images=np.asarray(images[parts["valid"]]))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -415,9 +416,12 @@ def document_and_register(model: keras.Model, rows: pd.DataFrame, metrics: dict,
                           predictions: dict, recorded: dict, report: object, work_dir: Path, *,
                           out_dir: Path | None, registry_root: Path | None,
                           promote: bool = False, max_mae: float = Settings.gate_max_mae,
-                          tolerance: float = Settings.gate_tolerance) -> TrainResult:
-    """Save the model, plots, calibration and card in `work_dir`; copy them to `out_dir`;
-    register (and maybe promote) the version. `recorded` is the version's config.json."""
+                          tolerance: float = Settings.gate_tolerance,
+                          valid_images: np.ndarray | None = None) -> TrainResult:
+    """Save the model, plots, calibration, serving artifact and card in `work_dir`; copy them
+    to `out_dir`; register (and maybe promote) the version. `recorded` is the version's
+    config.json; `valid_images` (the validation split's images) verify the serving artifact,
+    which is not made without them."""
     parts = {name: (rows["split"] == name).to_numpy() for name in SPLITS}
     ages = rows["real_age"].to_numpy(dtype=np.float32)
     model_path = work_dir / "model.keras"
@@ -435,6 +439,9 @@ def document_and_register(model: keras.Model, rows: pd.DataFrame, metrics: dict,
     seen.write_text("\n".join(sorted(rows.loc[~parts["test"], "sha256"])) + "\n")
     kept = {"training_images.txt": seen,
             **({CALIBRATION_FILE: calibrated} if calibrated is not None else {})}
+    if valid_images is not None:
+        kept.update(_serving_artifact(model, valid_images, ages[parts["valid"]],
+                                      predictions["valid"], metrics, work_dir / "serving"))
     dataset = {"faces_dir": recorded["faces_dir"], "fingerprint": report.fingerprint,
                "rows": recorded["rows"]}
     card = model_card({**recorded, "dataset_fingerprint": report.fingerprint}, metrics, dataset)
@@ -451,6 +458,28 @@ def document_and_register(model: keras.Model, rows: pd.DataFrame, metrics: dict,
         if promote:
             result.promotion = registry.promote(version, max_mae=max_mae, tolerance=tolerance)
     return result
+
+
+def _serving_artifact(model: keras.Model, images: np.ndarray, truth: np.ndarray,
+                      keras_ages: np.ndarray, metrics: dict, out_dir: Path) -> dict[str, Path]:
+    """Build and verify the version's serving artifact; its files to keep (none if refused).
+
+    Its manifest goes into `metrics["serving"]` (metrics.json and the card)."""
+    from model.serving.artifact import artifact_files, build_artifact
+
+    manifest = build_artifact(
+        model, out_dir, images, truth, keras_ages,
+        max_diff_years=Settings.serving_max_diff_years,
+        bf16_max_mae_increase=Settings.serving_bf16_max_mae_increase,
+        legal_age=metrics["test"].get("legal_age", Settings.legal_age),
+        challenge_age=metrics["test"].get("challenge_age", Settings.challenge_age))
+    metrics["serving"] = manifest
+    if not manifest["verified"]:
+        log.warning("serving artifact differs from Keras by up to %.3f years on the validation "
+                    "split: not kept, the version scores through Keras",
+                    manifest["max_abs_diff_vs_keras_years"])
+        return {}
+    return artifact_files(out_dir)
 
 
 def _write_out(out_dir: Path, work_dir: Path, metrics: dict, config: dict, fingerprint: str,

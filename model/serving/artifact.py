@@ -136,3 +136,96 @@ def _onnxruntime(path: Path, threads: int) -> AgeRuntime:
         return session.run(None, {name: batch})[0]
 
     return AgeRuntime(ONNXRUNTIME, "f32", size, run)
+
+
+MANIFEST = "serving.json"  # beside the artifact in a version: what was made and measured
+
+
+def read_artifact(version_dir: Path | str | None) -> dict | None:
+    """A version's artifact: its manifest plus `path` (the file to load); None without one.
+
+    A manifest whose file is missing counts as no artifact (the version scores through
+    Keras), so an incomplete copy of a version never breaks scoring.
+    """
+    if version_dir is None:
+        return None
+    manifest = Path(version_dir) / MANIFEST
+    if not manifest.is_file():
+        return None
+    import json
+
+    facts = json.loads(manifest.read_text())
+    path = Path(version_dir) / facts.get("file", "")
+    if not facts.get("file") or not path.is_file():
+        return None
+    return {**facts, "path": path}
+
+
+def _quality(ages: np.ndarray, truth: np.ndarray, legal_age: int, challenge_age: int) -> dict:
+    minors = truth < legal_age
+    return {"mae": float(np.abs(ages - truth).mean()),
+            "minors_pred_ge_challenge": float((ages[minors] >= challenge_age).mean())
+            if minors.any() else None}
+
+
+def build_artifact(model, out_dir: Path | str, images: np.ndarray,  # noqa: ANN001
+                   truth: np.ndarray, keras_ages: np.ndarray, *, max_diff_years: float = 0.05,
+                   bf16_max_mae_increase: float = 0.05, legal_age: int = 18,
+                   challenge_age: int = 25, runtime: str = OPENVINO) -> dict:
+    """Export `model`, verify it on the validation split, choose its precision; the manifest.
+
+    Args:
+        model: the loaded Keras model being published.
+        out_dir: where the artifact's files and `serving.json` are written (the version's
+            staging folder, or a folder whose files are copied into the version).
+        images, truth: the validation split's images (uint8) and true ages.
+        keras_ages: the Keras model's flip-TTA estimates of `images` (evaluation's).
+        max_diff_years: the fp32 artifact must match Keras within this everywhere, else no
+            artifact is kept (`verified` false, files removed: the version scores through
+            Keras).
+        bf16_max_mae_increase: bf16 is chosen only when its MAE is at most this much worse
+            than fp32's and its Challenge-25 rate (true minors estimated `challenge_age` or
+            older) is not worse at all.
+
+    Returns:
+        The manifest (also written as `serving.json` when verified): runtime, file,
+        precision chosen, parity, and MAE / Challenge-25 figures of fp32 and bf16.
+    """
+    import json
+    import time
+
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    path = export_artifact(model, out_dir, runtime)
+    export_s = time.perf_counter() - started
+    f32 = load_runtime(path, precision="f32").predict(images)
+    diff = float(np.abs(f32 - keras_ages).max()) if len(images) else 0.0
+    manifest: dict = {
+        "runtime": runtime, "file": path.name, "export_seconds": round(export_s, 1),
+        "validation_faces": len(images), "max_abs_diff_vs_keras_years": diff,
+        "max_diff_allowed_years": max_diff_years, "verified": diff < max_diff_years,
+        "f32": _quality(f32, truth, legal_age, challenge_age), "precision": "f32",
+    }
+    if runtime == OPENVINO:
+        bf16 = load_runtime(path, precision="bf16").predict(images)
+        manifest["bf16"] = {**_quality(bf16, truth, legal_age, challenge_age),
+                            "max_abs_diff_vs_keras_years": float(np.abs(bf16 - keras_ages).max())}
+        f32_q, bf16_q = manifest["f32"], manifest["bf16"]
+        c25_ok = (bf16_q["minors_pred_ge_challenge"] or 0.0) <= (
+            f32_q["minors_pred_ge_challenge"] or 0.0)
+        if bf16_q["mae"] - f32_q["mae"] <= bf16_max_mae_increase and c25_ok:
+            manifest["precision"] = "bf16"
+        manifest["bf16_max_mae_increase"] = bf16_max_mae_increase
+    if not manifest["verified"]:
+        for name in (path.name, path.with_suffix(".bin").name):
+            (out_dir / name).unlink(missing_ok=True)
+        return manifest
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def artifact_files(out_dir: Path | str) -> dict[str, Path]:
+    """The files `build_artifact` left in `out_dir`: {name in the version: path}."""
+    out_dir = Path(out_dir)
+    names = [MANIFEST, *FILE_NAMES.values(), "age.bin"]
+    return {name: out_dir / name for name in names if (out_dir / name).is_file()}

@@ -15,8 +15,13 @@ import os
 import numpy as np
 from PIL import Image
 
-from model.faces import Face
+from model.serving.faces import CropGeometry, Face
 
+# The crop around a YuNet box (`model.serving.faces.CropGeometry`): measured like MTCNN's, on
+# test faces pasted into simulated frames and found there at 480 px (bench/bench_detectors.py):
+# the pasted crop's side is 1.24 box widths, its centre 0.018 box widths right of and 0.051
+# box heights below the box centre.
+YUNET_GEOMETRY = CropGeometry(scale=1.245, dx=0.018, dy=0.051)
 MAX_SIDE = 960  # yuface's own limit: larger inputs detect worse (its warning)
 _MIN_SIDE = 16  # nothing to find in a smaller image
 
@@ -24,7 +29,7 @@ _MIN_SIDE = 16  # nothing to find in a smaller image
 class YuNetDetector:
     """YuNet on frames scaled to `detect_width`; faces (confidence 0..1) in frame pixels."""
 
-    def __init__(self, detect_width: int = 320, min_confidence: float = 0.0,
+    def __init__(self, detect_width: int = 480, min_confidence: float = 0.0,
                  threads: int = 1) -> None:
         # libfacedetection runs on its own OpenMP runtime, which reads its thread count when it
         # loads: with 2 threads on 2 busy cores its spinning threads cost 6-16x the CPU of one.
@@ -69,7 +74,7 @@ class YuNetDetector:
 
     def detect_bytes(self, data: bytes) -> tuple[list[Face], tuple[int, int]]:
         """Decode `data` at the detection scale and detect: (faces, the frame's size)."""
-        from model.images import open_scaled
+        from model.serving.images import open_scaled
 
         image, frame_size = open_scaled(data, self.detect_width)
         return self.detect([image], [frame_size])[0], frame_size
