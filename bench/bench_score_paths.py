@@ -98,8 +98,14 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _progress(message: str) -> None:
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+    sys.stderr.flush()
+
+
 def score_job(root: Path, registry: Path, version: str, env: dict) -> dict:
     """`checkout-age score` once: its result, wall, core-seconds, utilisation, memory."""
+    _progress(f"score {root.parent.name} with {version}")
     cpu, wall = _children_cpu(), time.perf_counter()
     with TreeMemory() as memory:
         done = subprocess.run([str(CLI), "score", "--date", DAY, "--root", str(root), "--model",
@@ -213,6 +219,7 @@ def main() -> int:
         registry = tmp / "registry"
         shutil.copytree(source.path.parent.parent, registry, symlinks=True)
         t0 = time.perf_counter()
+        _progress(f"publishing {source.version}'s model again, with its artifact")
         done = subprocess.run([str(CLI), "model", "register", str(source.model_path), "--faces",
                                str(faces_dir), "--version-only"],
                               env={**env, "MODEL_REGISTRY": str(registry)},
@@ -230,6 +237,7 @@ def main() -> int:
             day = simulate_day(faces, DAY, stores, per_store, seed=11, frames=frames)
             write_day(day, str(tmp / label / "root"))
             days[label] = day
+        _progress("stages")
         frame_plans = days["frames"].photos
         frame_plans = frame_plans[frame_plans.corrupt == ""].head(60 if args.quick else 200)
         result["stages_core_s"] = stages([render_frame(p) for p in frame_plans.frame],

@@ -84,7 +84,7 @@ def test_a_version_without_an_artifact_has_none(tmp_path):
 
 WORKER = """
 import json, sys
-import numpy as np
+import jobs.daily.score_photos  # what a Spark worker unpickles the serving UDF from
 from model.serving.score import ServingOptions, score_contents
 options = ServingOptions(artifact=sys.argv[1], precision="f32", size=96)
 contents = [open(p, "rb").read() for p in sys.argv[3:]] + [b"not an image", None]
