@@ -131,9 +131,17 @@ class Settings:
     # Checkout frames (model/serving/faces.py, docs/frames.md).
     photo_format: str = "auto"  # auto | frames | crops: how the score job treats photos
     crop_max_px: int = 400  # auto: a photo no larger than this on both sides is a face crop
-    detect_width_px: int = 480  # frames are scaled to this width for face detection
+    face_detector: str = "yunet"  # yunet (no TensorFlow) | mtcnn: the serving path's detector
+    yunet_width_px: int = 480  # YuNet: frames decoded and detected at this width
+    yunet_min_confidence: float = 0.6  # YuNet: detections below this are not faces
+    detect_width_px: int = 480  # MTCNN: frames are scaled to this width for face detection
+    min_face_confidence: float = 0.90  # MTCNN: detections below this are not faces
     min_face_px: int = 64  # a customer face narrower than this is quarantined (face_too_small)
-    min_face_confidence: float = 0.90  # detections below this are not faces
+
+    # Serving artifact (model/serving/artifact.py): made when a version is published.
+    serving_threads: int = 1  # inference threads per Python worker (one worker per core)
+    serving_max_diff_years: float = 0.05  # fp32 artifact vs Keras on the validation split
+    serving_bf16_max_mae_increase: float = 0.05  # bf16 kept only within this MAE (years)
     max_no_face_rate: float = 0.5  # check-quality fails a day whose frames have no face above it
 
     @property
@@ -199,6 +207,11 @@ def load_settings() -> Settings:
         "min_match_rate": float,
         "photo_retention_days": int,
         "crop_max_px": int,
+        "yunet_width_px": int,
+        "yunet_min_confidence": float,
+        "serving_threads": int,
+        "serving_max_diff_years": float,
+        "serving_bf16_max_mae_increase": float,
         "detect_width_px": int,
         "min_face_px": int,
         "min_face_confidence": float,
@@ -220,7 +233,7 @@ def load_settings() -> Settings:
                                  + ", ".join(sorted(_BOOLEANS)))
             changes[name] = _BOOLEANS[raw.lower()]
     for name in ("backbone", "spark_master", "photo_format", "train_profile",
-                 "calibration_method"):
+                 "calibration_method", "face_detector"):
         raw = _env(f"CHECKOUT_AGE_{name.upper()}")
         if raw is not None:
             changes[name] = raw

@@ -42,7 +42,8 @@ def add_score_arguments(parser: argparse.ArgumentParser,
         parser.add_argument("--batch-size", type=int, default=settings.score_batch_size,
                             help="images per model call (default %(default)s)"),
         parser.add_argument("--partitions", type=int, default=None,
-                            help="scoring tasks (default: half of Spark's default parallelism)"),
+                            help="scoring tasks (default: one per core with a serving artifact, else "
+                                 "half of Spark's default parallelism)"),
     ]
 
 

@@ -128,6 +128,53 @@ def age_udf(model_path: str, size: int, batch_size: int, flip_tta: bool = True):
     )
 
 
+SERVED_STRUCT = FACE_STRUCT.rsplit(", crop", 1)[0] + ", age_pred_years float"
+
+
+def serve_udf(options: dict, limits: dict[str, int] | None = None):  # -> pandas UDF
+    """Pandas UDF: image bytes -> verdict, customer's face and age (`SERVED_STRUCT`), in one go.
+
+    The serving path (`model.serving.score.score_contents`): decode at the detector's scale,
+    detect, choose, crop at full resolution, predict with the version's artifact, all in one
+    Python worker that loads the artifact and the detector once and never imports TensorFlow.
+    `options`: `ServingOptions` fields. Nondeterministic, so it runs exactly once per row.
+    """
+    from pyspark.sql import functions as F
+
+    options, limits = dict(options), dict(limits or {})
+
+    @F.pandas_udf(SERVED_STRUCT)
+    def serve(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        from model.serving.score import SCORED_COLUMNS, ServingOptions, score_contents
+
+        serving = ServingOptions(**options)
+        for content in batches:
+            rows = score_contents(list(content), serving, limits)
+            yield pd.DataFrame(rows, columns=list(SCORED_COLUMNS)).astype(
+                {"faces_found": "Int32", "face_x": "Int32", "face_y": "Int32",
+                 "face_w": "Int32", "face_h": "Int32", "face_confidence": "float64",
+                 "age_pred_years": "float32"})
+
+    return serve.asNondeterministic()
+
+
+def score_inventory_served(inventory: DataFrame, serve) -> DataFrame:
+    """`score_inventory`'s output through the one-UDF serving path (`serve_udf`)."""
+    from pyspark.sql import functions as F
+
+    scored = inventory.select(
+        "photo_id", "store_id", "lane_id", "captured_at", "reason", "detail",
+        serve(F.col("content")).alias("_face"),
+    )
+    return scored.select(
+        "photo_id", "store_id", "lane_id", "captured_at",
+        F.col("_face.age_pred_years").alias("age_pred_years"),
+        F.coalesce("reason", "_face.reason").alias("reason"),
+        F.coalesce("detail", "_face.detail").alias("detail"),
+        *[F.col(f"_face.{name}").alias(name) for name in FACE_COLUMNS],
+    )
+
+
 def score_inventory(inventory: DataFrame, faces, pixels, predict) -> DataFrame:
     """Decode, locate and score every inventory row.
 
@@ -187,11 +234,15 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
         image_size: int, batch_size: int = Settings.score_batch_size,
         decode_limits: dict[str, int] | None = None, partitions: int | None = None,
         calibration: Calibration | None = None, face_options: dict | None = None,
-        model_run_id: str | None = None) -> dict:
+        model_run_id: str | None = None, serving: dict | None = None) -> dict:
     """Score day `run_date` under `root`; replace its photo partitions; return the counts.
 
-    `face_options`: `model.faces.locate_photos` keywords (photo format, detector width, minimum
-    face size, ...; `face_options_from(settings)`); its defaults otherwise.
+    `serving`: `model.serving.score.ServingOptions` fields when the version has a serving
+    artifact (`serving_options_from`): one UDF per photo batch, no TensorFlow in the workers.
+    None: the Keras path (MTCNN detector, `.keras` model; versions without an artifact).
+
+    `face_options`: the Keras path's `model.faces.locate_photos` keywords (photo format,
+    detector width, minimum face size, ...; `face_options_from(settings)`).
 
     `calibration` (the version's `calibration.json`) fills age_low, age_high and
     p_under_legal_age; without one (older versions) those columns are NULL. `model_run_id`
@@ -216,17 +267,25 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     meta = photos.check_photo_metadata(
         read_csv_lines(spark, f"{landing}/photos.csv", photos.PHOTO_META_COLUMNS)
     )
-    # One scoring task keeps two Python workers busy (decode + face detection, and decode + crop +
-    # model with its own thread pool), so half as many tasks as cores; hash partitioning evens
-    # them out.
-    parts = partitions or max(1, spark.sparkContext.defaultParallelism // 2)
-    inventory = photos.photo_inventory(files, meta).repartition(parts, "photo_id")
-    scored = score_inventory(
-        inventory,
-        face_udf({**(face_options or {}), "limits": decode_limits}),
-        pixels_udf(image_size, decode_limits),
-        age_udf(model_path, image_size, batch_size),
-    ).cache()  # feeds three actions
+    cores = spark.sparkContext.defaultParallelism
+    if serving is not None:
+        # One single-threaded Python worker per task does everything: one task per core.
+        parts = partitions or max(1, cores)
+        inventory = photos.photo_inventory(files, meta).repartition(parts, "photo_id")
+        scored = score_inventory_served(inventory, serve_udf(
+            {**serving, "size": image_size, "batch_size": batch_size}, decode_limits))
+    else:
+        # One scoring task keeps two Python workers busy (decode + face detection, and decode +
+        # crop + model with its own thread pool), so half as many tasks as cores.
+        parts = partitions or max(1, cores // 2)
+        inventory = photos.photo_inventory(files, meta).repartition(parts, "photo_id")
+        scored = score_inventory(
+            inventory,
+            face_udf({**(face_options or {}), "limits": decode_limits}),
+            pixels_udf(image_size, decode_limits),
+            age_udf(model_path, image_size, batch_size),
+        )
+    scored = scored.cache()  # feeds three actions
     pause_point("score:read")
     try:
         # Count first: it fills the cache with full parallelism (the writes coalesce to one file,
@@ -242,7 +301,10 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     finally:
         scored.unpersist()
     counts = {"date": run_date, "model_version": model_version, "model_run_id": model_run_id,
-              "calibrated": calibration is not None, **_photo_counts(by_reason)}
+              "calibrated": calibration is not None,
+              "serving": "keras, mtcnn" if serving is None
+              else f"artifact {serving['precision']}, {serving['detector']}",
+              **_photo_counts(by_reason)}
     log.info("scored %s: %s", run_date, counts)
     return counts
 
@@ -270,6 +332,26 @@ def face_options_from(settings: Settings) -> dict:
             "min_confidence": settings.min_face_confidence}
 
 
+def serving_options_from(settings: Settings, artifact: dict) -> dict:
+    """`ServingOptions` fields (but size and batch) from the settings and a version's artifact
+    (`model.serving.artifact.read_artifact`)."""
+    from model.serving.faces import MTCNN, YUNET
+
+    detector = settings.face_detector
+    if detector not in (YUNET, MTCNN):
+        from model.errors import UserError
+
+        raise UserError(f"CHECKOUT_AGE_FACE_DETECTOR={detector!r}: expected {YUNET} or {MTCNN}")
+    yunet = detector == YUNET
+    return {"artifact": str(artifact["path"]), "precision": artifact["precision"],
+            "threads": settings.serving_threads, "detector": detector,
+            "detect_width": settings.yunet_width_px if yunet else settings.detect_width_px,
+            "min_confidence": (settings.yunet_min_confidence if yunet
+                               else settings.min_face_confidence),
+            "min_face_px": settings.min_face_px, "photo_format": settings.photo_format,
+            "crop_max_px": settings.crop_max_px}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Arguments of the spark-submit application (defaults from `load_settings()`)."""
     from jobs.daily.arguments import add_score_arguments, job_arg_parser
@@ -291,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.errors import UserError
     from model.evaluation.calibration import load_calibration
     from model.lifecycle.registry import ModelRegistry
+    from model.serving.artifact import read_artifact
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -308,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
         if calibration is None:
             log.warning("model %s has no calibration.json: age_low, age_high and "
                         "p_under_legal_age will be NULL", version.version)
+        artifact = read_artifact(version.path) if version.path is not None else None
+        if artifact is None:
+            log.warning("model %s has no serving artifact: scoring through Keras and MTCNN "
+                        "(TensorFlow in every worker, several times slower)", version.version)
+        serving = serving_options_from(settings, artifact) if artifact is not None else None
         with day_lock(args.root, run_date, "score_photos"):  # one run of a day at a time
             spark = build_spark("checkout-age-score", args.master)
             counts = run(
@@ -316,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                 image_size=version.image_size, batch_size=args.batch_size,
                 decode_limits=settings.decode_limits(), partitions=args.partitions,
                 calibration=calibration, face_options=face_options_from(settings),
-                model_run_id=version.run_id,
+                model_run_id=version.run_id, serving=serving,
             )
     except UserError as exc:
         log.error("%s", exc)

@@ -216,6 +216,7 @@ def calibrate_model(
     from model.lifecycle.card import model_card, reliability_plot
     from model.lifecycle.publish import DEFAULT_POLICY, VersionFiles, publish_version
     from model.lifecycle.tracking import tracked_run
+    from model.serving.artifact import artifact_files
 
     policy = policy or DEFAULT_POLICY
     registry = ModelRegistry(registry_store, cache_dir=Path(cache_dir) / "models")
@@ -270,6 +271,8 @@ def calibrate_model(
         extra = {CALIBRATION_FILE: calibration.save(Path(work) / CALIBRATION_FILE)}
         if (version.path / TRAINING_IMAGES_FILE).is_file():
             extra[TRAINING_IMAGES_FILE] = version.path / TRAINING_IMAGES_FILE
+        # Same model, so the source version's serving artifact (verified on it) stays valid.
+        extra.update(artifact_files(version.path))
         plots = [p for p in (version.path / "plots").glob("*.png") if p.name != "reliability.png"]
         plots.append(reliability_plot(figures, Path(work)))
         files = VersionFiles(Path(work), version.model_path, metrics, config,

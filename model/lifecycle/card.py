@@ -176,6 +176,34 @@ def policy_lines(curve: dict | None, challenge_age: int) -> list[str]:
     return [*lines, ""]
 
 
+def serving_lines(serving: dict | None) -> list[str]:
+    """The card's serving-artifact section (what the score job runs), from its manifest."""
+    if not serving:
+        return ["## Serving", "- No serving artifact: the score job runs the `.keras` model "
+                "(TensorFlow in every worker).", ""]
+    if not serving.get("verified"):
+        return ["## Serving", f"- {serving['runtime']} artifact refused: it differed from Keras "
+                f"by up to {serving['max_abs_diff_vs_keras_years']:.3f} years on the validation "
+                "split; the score job runs the `.keras` model.", ""]
+    lines = ["## Serving (validation split, flip test-time augmentation)",
+             f"- {serving['runtime']} artifact `{serving['file']}`, run in **"
+             f"{serving['precision']}**; fp32 matches Keras within "
+             f"{serving['max_abs_diff_vs_keras_years']:.4f} years on "
+             f"{serving['validation_faces']} faces (allowed: "
+             f"{serving['max_diff_allowed_years']}).",
+             "", "| precision | MAE | minors estimated at the challenge age or over |", "| --- | ---: | ---: |"]
+    for name in ("f32", "bf16"):
+        if name in serving:
+            row = serving[name]
+            lines.append(f"| {name} | {_fmt(row['mae'], 3)} | "
+                         f"{_share(row['minors_pred_ge_challenge'])} |")
+    if "bf16" in serving:
+        lines.append(f"\nbf16 is used only when its MAE is at most "
+                     f"{serving['bf16_max_mae_increase']} years worse than fp32's and its "
+                     "Challenge-25 rate is not worse.")
+    return [*lines, ""]
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -256,6 +284,7 @@ def model_card(config: dict, metrics: dict, dataset: dict) -> str:
             lines.append(f"| {gender} | {row['n']} | {_fmt(row['mae'])} | {_fmt(row['bias'])} |")
     lines += ["", *calibration_lines(test.get("calibration"))]
     lines += policy_lines(test.get("policy_curve"), challenge)
+    lines += serving_lines(metrics.get("serving"))
     lines += [
         "Plots: `plots/predicted_vs_true.png`, `plots/residuals_by_age.png`, `plots/mae_by_band.png`.",
         "",

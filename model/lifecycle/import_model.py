@@ -117,10 +117,12 @@ def import_model(model_file: Path, faces_dir: Path, *, registry_store: str | Pat
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="import-", dir=cache_dir))
     try:
+        valid = (rows["split"] == "valid").to_numpy()
         with tracked_run(registry.store, "register",
                          params={**params, "dataset_fingerprint": report.fingerprint}) as run:
             files = document_version(model, rows, metrics, predictions, recorded,
-                                     report.fingerprint, policy, work_dir)
+                                     report.fingerprint, policy, work_dir,
+                                     valid_images=images[valid])
             result = publish_version(files, registry=registry, run=run)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

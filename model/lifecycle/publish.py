@@ -6,12 +6,15 @@ Every producer of a version calls it: `model train` (`model.training.train`), `m
 
 1. `document_version` (a freshly evaluated model): save `model.keras`; residual plots of the
    test split; the calibration table fitted on the validation split and measured on the test
-   split, with the reliability plot; the policy curve of the test split; `training_images.txt` (content hashes the model learnt
-   from); the model card. `model calibrate` assembles its own `VersionFiles` instead.
-2. `publish_version`: extra artifacts from every `ArtifactProducer` in `ARTIFACT_PRODUCERS`
-   (or the `producers` given), e.g. an exported serving format; a copy to `--out`; the
-   figures logged on the producer's MLflow run; the version registered from that run;
-   promotion through the gate when asked.
+   split, with the reliability plot; the policy curve of the test split; `training_images.txt`
+   (content hashes the model learnt from); extra artifacts from every `ArtifactProducer` in
+   `ARTIFACT_PRODUCERS` (or the `producers` given) when the validation split's images are
+   given (the OpenVINO serving artifact, verified against Keras on them); the model card,
+   last, so it shows what the producers measured. `model calibrate` assembles its own
+   `VersionFiles` instead (same model: it keeps the source version's artifacts).
+2. `publish_version`: a copy to `--out`; the figures logged on the producer's MLflow run; the
+   version registered from that run (every file of the version stored with it); promotion
+   through the gate when asked.
 
 The policy (legal age, challenge age, interval coverage, calibration method) is resolved once from the loaded
 settings (`Policy.from_settings`) and passed down, so an environment override reaches the
@@ -102,16 +105,47 @@ class VersionFiles:
     extra: dict[str, Path] = field(default_factory=dict)  # {name in the version folder: file}
 
 
-# An extra artifact: (model.keras, the version's config, a folder to write in) ->
-# {name in the version folder: file written}. An exported serving format plugs in here.
-ArtifactProducer = Callable[[Path, dict, Path], dict[str, Path]]
-ARTIFACT_PRODUCERS: list[ArtifactProducer] = []
+@dataclass(frozen=True)
+class ProducerInputs:
+    """What an `ArtifactProducer` is given: the evaluated model and its validation split."""
+
+    model: keras.Model
+    model_path: Path  # the saved model.keras
+    config: dict  # the version's config.json
+    policy: Policy
+    valid_images: np.ndarray  # the validation split's images (uint8), in `rows` order
+    valid_ages: np.ndarray  # their true ages
+    valid_predictions: np.ndarray  # the model's estimates of them (evaluation's, flip TTA)
+
+
+@dataclass
+class ProducedArtifact:
+    """What a producer made: files for the version folder and figures for metrics.json."""
+
+    files: dict[str, Path] = field(default_factory=dict)  # {name in the version folder: file}
+    metrics: dict = field(default_factory=dict)  # merged into the version's metrics (and card)
+
+
+# An extra artifact: (inputs, a folder to write in) -> what it made. Producers run before the
+# card is written, so the card shows their figures (`metrics["serving"]`: a "Serving" section).
+ArtifactProducer = Callable[[ProducerInputs, Path], ProducedArtifact]
+
+
+def serving_artifact(inputs: ProducerInputs, folder: Path) -> ProducedArtifact:
+    """The OpenVINO serving artifact, verified on the validation split (`model.serving`)."""
+    from model.serving.artifact import produce_serving_artifact  # OpenVINO: only when publishing
+
+    return produce_serving_artifact(inputs, folder)
+
+
+ARTIFACT_PRODUCERS: list[ArtifactProducer] = [serving_artifact]
 
 
 def document_version(model: keras.Model, rows: pd.DataFrame, metrics: dict, predictions: dict,
-                     recorded: dict, fingerprint: str, policy: Policy,
-                     work_dir: Path) -> VersionFiles:
-    """Step 1: model file, plots, calibration, training hashes and card, in `work_dir`.
+                     recorded: dict, fingerprint: str, policy: Policy, work_dir: Path, *,
+                     valid_images: np.ndarray | None = None,
+                     producers: Sequence[ArtifactProducer] | None = None) -> VersionFiles:
+    """Step 1: model file, plots, calibration, training hashes, extra artifacts and card.
 
     Args:
         model: the evaluated model.
@@ -123,6 +157,9 @@ def document_version(model: keras.Model, rows: pd.DataFrame, metrics: dict, pred
         fingerprint: the face set's fingerprint.
         policy: legal age, challenge age, interval coverage.
         work_dir: an empty folder for the files.
+        valid_images: the validation split's images (`rows` order); the producers run only
+            with them (a serving artifact is verified on them).
+        producers: extra artifact producers (default: `ARTIFACT_PRODUCERS`).
     """
     parts = {name: (rows["split"] == name).to_numpy() for name in SPLITS}
     ages = rows["real_age"].to_numpy(dtype=np.float32)
@@ -145,6 +182,16 @@ def document_version(model: keras.Model, rows: pd.DataFrame, metrics: dict, pred
     seen = work_dir / TRAINING_IMAGES_FILE  # content hashes the model learnt from
     seen.write_text("\n".join(sorted(rows.loc[~parts["test"], "sha256"])) + "\n")
     extra = {TRAINING_IMAGES_FILE: seen, **({CALIBRATION_FILE: calibrated} if calibrated else {})}
+    if valid_images is not None:
+        inputs = ProducerInputs(model, model_path, recorded, policy, valid_images,
+                                ages[parts["valid"]], np.asarray(predictions["valid"]))
+        for number, producer in enumerate(ARTIFACT_PRODUCERS if producers is None
+                                          else producers):
+            folder = work_dir / f"extra-{number}"
+            folder.mkdir()
+            made = producer(inputs, folder)
+            extra.update(made.files)
+            metrics.update(made.metrics)
     dataset = {"faces_dir": recorded["faces_dir"], "fingerprint": fingerprint,
                "rows": recorded["rows"]}
     card = model_card({**recorded, "dataset_fingerprint": fingerprint}, metrics, dataset)
@@ -153,9 +200,8 @@ def document_version(model: keras.Model, rows: pd.DataFrame, metrics: dict, pred
 
 def publish_version(files: VersionFiles, *, registry: ModelRegistry | None,
                     run: TrackingRun | None = None, out_dir: Path | None = None,
-                    promote: bool = False, gate: Gate = DEFAULT_GATE,
-                    producers: Sequence[ArtifactProducer] | None = None) -> PublishResult:
-    """Step 2: extra artifacts, `out_dir`, the run's figures, registration, promotion.
+                    promote: bool = False, gate: Gate = DEFAULT_GATE) -> PublishResult:
+    """Step 2: `out_dir`, the run's figures, registration, promotion.
 
     Args:
         files: the assembled version.
@@ -164,19 +210,15 @@ def publish_version(files: VersionFiles, *, registry: ModelRegistry | None,
             registry makes a run named "register".
         out_dir: also copy the files into this plain folder.
         promote: promote the new version through `gate`.
-        producers: extra artifact producers (default: `ARTIFACT_PRODUCERS`).
     """
-    extra_dir = files.work_dir / "extra"
-    for producer in ARTIFACT_PRODUCERS if producers is None else producers:
-        extra_dir.mkdir(exist_ok=True)
-        files.extra.update(producer(files.model_path, files.config, extra_dir))
     result = PublishResult(None, files.model_path, files.metrics, files.config)
     if out_dir is not None:
         result = replace(result, model_path=_write_out(Path(out_dir), files))
     if registry is None:
         return result
     if run is not None:
-        run.log_metrics({k: v for k, v in files.metrics.items() if k in ("valid", "test")})
+        run.log_metrics({k: v for k, v in files.metrics.items()
+                         if k in ("valid", "test", "serving")})
     version = registry.register(files.model_path, files.metrics, files.config, files.fingerprint,
                                 files.card, files.plots, extra_files=files.extra,
                                 run_id=run.run_id if run is not None else None)

@@ -25,9 +25,10 @@ from model.config import Settings
 from model.serving.images import image_to_array
 from model.serving.reasons import DETECTION_FAILED, FACE_TOO_SMALL, NO_FACE
 
-DETECT_WIDTH = Settings.detect_width_px  # frames are scaled to this width for detection
-MIN_CONFIDENCE = Settings.min_face_confidence  # a detection below this is not a face
+DETECT_WIDTH = Settings.detect_width_px  # MTCNN: frames are scaled to this width for detection
+MIN_CONFIDENCE = Settings.min_face_confidence  # MTCNN: a detection below this is not a face
 MIN_FACE_PX = Settings.min_face_px  # a chosen face narrower than this is `face_too_small`
+MTCNN, YUNET = "mtcnn", "yunet"  # the face detectors (`CHECKOUT_AGE_FACE_DETECTOR`)
 NEAR_TIE = 0.8  # faces at least this share of the widest one's width compete on centring
 DETECT_BATCH = 16  # frames of one size per detector call (one call per pyramid level)
 MAX_TILT_DEG = 30.0  # eye lines tilted more than this are landmark errors, not heads
@@ -171,8 +172,17 @@ class FaceDetector:
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, 16)
         return [rows[rows[:, 0] == i, 1:] for i in range(len(arrays))]
 
-    def detect(self, images: list[Image.Image]) -> list[list[Face]]:
-        """Faces of each RGB image (any sizes: frames of one size are detected together)."""
+    def detect(self, images: list[Image.Image],
+               frame_sizes: list[tuple[int, int]] | None = None) -> list[list[Face]]:
+        """Faces of each RGB image (any sizes: frames of one size are detected together).
+
+        `frame_sizes`: each image's full frame (width, height) when it was decoded at a
+        reduced scale (faces come back in frame pixels); None: the images are the frames.
+        """
+        if frame_sizes is not None:
+            found = self.detect(images)
+            return [[_rescaled(face, size[0] / image.width) for face in faces]
+                    for faces, image, size in zip(found, images, frame_sizes, strict=True)]
         scaled = [self._scaled(image) for image in images]
         results: list[list[Face]] = [[] for _ in images]
         by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -185,6 +195,14 @@ class FaceDetector:
                 for i, rows in zip(chunk, self._run([scaled[i][0] for i in chunk]), strict=True):
                     results[i] = [_face(row, scaled[i][1]) for row in rows]
         return results
+
+
+def _rescaled(face: Face, ratio: float) -> Face:
+    if ratio == 1.0:
+        return face
+    return Face(face.x * ratio, face.y * ratio, face.w * ratio, face.h * ratio, face.confidence,
+                (face.left_eye[0] * ratio, face.left_eye[1] * ratio),
+                (face.right_eye[0] * ratio, face.right_eye[1] * ratio))
 
 
 def _face(row: np.ndarray, scale: float) -> Face:
@@ -221,8 +239,9 @@ def is_crop(size: tuple[int, int], photo_format: str, crop_max_px: int) -> bool:
     return photo_format == CROPS
 
 
-def _located_row(located: Located, frame: bool) -> dict:
-    """One `locate_photos` row; `crop` = what `crop_from` needs ([] = the whole photo)."""
+def located_row(located: Located, frame: bool) -> dict:
+    """One `locate_photos` row (`LOCATED_COLUMNS`); `crop` = what `crop_from` needs ([] = the
+    whole photo)."""
     row = dict.fromkeys(LOCATED_COLUMNS)
     row.update(reason=located.reason, detail=located.detail)
     if not frame:
@@ -264,13 +283,13 @@ def locate_photos(contents: list[bytes | None], *, photo_format: str = AUTO,
                 rows[i].update(reason=exc.reason, detail=exc.detail)
                 continue
             if is_crop(image.size, photo_format, crop_max_px):
-                rows[i] = _located_row(Located(0, None), frame=False)
+                rows[i] = located_row(Located(0, None), frame=False)
             else:
                 frames[i] = image
         for i, faces in _detect_safely(frames, detect_width).items():
             located = faces if isinstance(faces, Located) else locate_customer(
                 faces, frames[i].size, min_confidence=min_confidence, min_face_px=min_face_px)
-            rows[i] = _located_row(located, frame=True)
+            rows[i] = located_row(located, frame=True)
     return rows
 
 

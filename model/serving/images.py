@@ -65,6 +65,38 @@ def open_image(
     Dimensions are checked from the header before any pixel is decoded, so a
     decompression bomb costs nothing.
     """
+    return _decode(_open_checked(data, min_side, max_side, max_pixels))
+
+
+def open_scaled(
+    data: bytes,
+    width: int,
+    *,
+    min_side: int = 32,
+    max_side: int = 8000,
+    max_pixels: int = 40_000_000,
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode `data` at a reduced scale at least `width` px wide: (image, full upright size).
+
+    A JPEG is decoded with libjpeg's DCT scaling (1/2, 1/4 or 1/8: PIL `draft`), which skips
+    most of the decoding work; other formats are decoded whole. The image is never smaller
+    than `width` (unless the photo is) and is not resized further here. The checks and the
+    reasons are `open_image`'s; the full size is what `open_image` would return.
+    """
+    image = _open_checked(data, min_side, max_side, max_pixels)
+    full = image.size
+    if image.format == "JPEG" and full[0] > width:
+        try:
+            image.draft("RGB", (width, max(1, full[1] * width // full[0])))
+        except Exception as exc:  # a header PIL cannot scale is a broken file
+            raise ImageRejected(UNREADABLE_IMAGE, f"header unreadable ({exc})") from None
+    scale = image.size[0] / full[0]
+    decoded = _decode(image)  # an EXIF quarter turn swaps the sides: the scale stays one
+    return decoded, (round(decoded.size[0] / scale), round(decoded.size[1] / scale))
+
+
+def _open_checked(data: bytes, min_side: int, max_side: int, max_pixels: int) -> Image.Image:
+    """The opened (not decoded) image after the header checks, or `ImageRejected`."""
     if not data:
         raise ImageRejected(NOT_AN_IMAGE, "file is empty")
     try:
@@ -82,6 +114,11 @@ def open_image(
         or width * height > max_pixels
     ):
         raise ImageRejected(ABSURD_DIMENSIONS, f"{width}x{height} pixels")
+    return image
+
+
+def _decode(image: Image.Image) -> Image.Image:
+    """Decode an opened image upright in RGB, or raise `ImageRejected`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

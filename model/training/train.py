@@ -404,7 +404,8 @@ def train_model(
                                                    challenge_age=policy.challenge_age)
             recorded = _recorded(config, fit, counts, faces_dir, command, estimate)
             files = document_version(fit.model, rows, metrics, predictions, recorded,
-                                     report.fingerprint, policy, work_dir)
+                                     report.fingerprint, policy, work_dir,
+                                     valid_images=np.asarray(images[parts["valid"]]))
             return publish_version(files, registry=registry, run=run, out_dir=out_dir,
                                    promote=promote, gate=gate)
         finally:

@@ -178,3 +178,46 @@ def io_bytes(data: bytes):
     import io
 
     return io.BytesIO(data)
+
+
+def test_serving_udf_equals_in_process_serving_on_frames_and_crops(spark, faces_dir, tiny_model,
+                                                                  tmp_path):
+    """The one-UDF serving path: same verdicts, boxes and ages as `score_contents` in process;
+    the UDF runs once per row; bad bytes and metadata reasons are kept."""
+    import keras
+
+    from jobs.daily.score_photos import score_inventory_served, serve_udf
+    from model.serving.artifact import export_artifact
+    from model.serving.score import ServingOptions, score_contents
+
+    artifact = export_artifact(keras.saving.load_model(tiny_model, compile=False), tmp_path)
+    options = {"artifact": str(artifact), "size": 32, "batch_size": 2}
+    frames = [_frame_bytes(faces_dir, name, i) for i, name in
+              enumerate(["000000.jpg", "000001.jpg", "000002.jpg", None])]
+    crop = (faces_dir / "final_files" / "000005.jpg").read_bytes()
+    contents = [*frames, crop, b"GIF89a-not-really"]
+    inventory = spark.createDataFrame(
+        [(f"f{i}", "S1", 1, None, data, None, None) for i, data in enumerate(contents)]
+        + [("meta", "S1", 1, None, None, "missing_file", "metadata row but no photo file")],
+        "photo_id string, store_id string, lane_id int, captured_at timestamp, content binary, "
+        "reason string, detail string",
+    ).repartition(2)
+    scored = score_inventory_served(inventory, serve_udf(options))
+    plan = scored._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("serve(") == 1, plan
+    rows = {r.photo_id: r for r in scored.collect()}
+    expected = score_contents(contents, ServingOptions(**options))
+    for i, want in enumerate(expected):
+        got = rows[f"f{i}"]
+        assert (got.reason, got.faces_found, got.face_x, got.face_w) == (
+            want["reason"], want["faces_found"], want["face_x"], want["face_w"])
+        if want["age_pred_years"] is None:
+            assert got.age_pred_years is None
+        else:
+            assert abs(got.age_pred_years - want["age_pred_years"]) < 1e-4
+    assert [rows[f"f{i}"].reason for i in range(6)] == [None, None, None, "no_face", None,
+                                                        "not_an_image"]
+    assert rows["f4"].faces_found is None  # a crop, scored whole
+    assert (rows["meta"].reason, rows["meta"].age_pred_years) == ("missing_file", None)
+    assert sorted(r.photo_id for r in photo_scores(scored, "v9").collect()) == [
+        "f0", "f1", "f2", "f4"]

@@ -43,6 +43,8 @@ def _run_day(root: Path, master: str, registry: Path) -> None:
         done = subprocess.run(command, env=launch_env(), capture_output=True, text=True,
                               timeout=400)
         assert done.returncode == 0, f"{job} on {master}:\n{done.stderr[-3000:]}"
+        if job == "score":  # the executors ran the version's serving artifact, not Keras
+            assert '"serving": "artifact' in done.stdout, done.stdout[-2000:]
 
 
 def _sorted(root: Path, table: str) -> pd.DataFrame:
@@ -60,7 +62,7 @@ def test_a_standalone_cluster_writes_the_same_tables_as_local_mode(
     write_day(simulate_day(faces, DAY, 2, 30, 3), str(local))
     shutil.copytree(local / "landing", remote / "landing")
 
-    registry = untrained_registry(tmp_path_factory.mktemp("models") / "registry")
+    registry = untrained_registry(tmp_path_factory.mktemp("models") / "registry", artifact=True)
     _run_day(remote, cluster.master, registry)
     _run_day(local, "local[*]", registry)
 

@@ -12,7 +12,13 @@ import pandas as pd
 import pytest
 
 from model.evaluation.metrics import age_metrics
-from model.lifecycle.publish import Policy, document_version, publish_version
+from model.lifecycle.publish import (
+    Policy,
+    ProducedArtifact,
+    ProducerInputs,
+    document_version,
+    publish_version,
+)
 from model.lifecycle.registry import ModelRegistry
 from model.lifecycle.tracking import flat_metrics, metric_key, tracked_run
 
@@ -66,20 +72,30 @@ def test_publish_runs_the_producers_and_registers_from_the_run(
     metrics = {name: age_metrics(truth[name], predictions[name]) for name in predictions}
     recorded = {"faces_dir": "/faces", "rows": {"train": 40, "valid": 40, "test": 40}, "size": 12}
     (tmp_path / "work").mkdir()
-    files = document_version(tiny_model, rows, metrics, predictions, recorded, "f" * 64, Policy(),
-                             tmp_path / "work")
+    valid = (rows["split"] == "valid").to_numpy()
+    images = np.random.default_rng(1).integers(0, 256, (len(rows), 12, 12, 3), np.uint8)
     seen = []
 
-    def export(model_file: Path, config: dict, folder: Path) -> dict[str, Path]:
-        seen.append((model_file.name, config["size"]))
+    def export(inputs: ProducerInputs, folder: Path) -> ProducedArtifact:
+        seen.append((inputs.model_path.name, inputs.config["size"], len(inputs.valid_images)))
+        assert inputs.model is tiny_model
+        np.testing.assert_array_equal(inputs.valid_images, images[valid])
+        np.testing.assert_array_equal(inputs.valid_ages, truth["valid"])
+        np.testing.assert_array_equal(inputs.valid_predictions, predictions["valid"])
         (folder / "model.onnx").write_bytes(b"onnx")
-        return {"model.onnx": folder / "model.onnx"}
+        return ProducedArtifact({"model.onnx": folder / "model.onnx"},
+                                {"serving": {"verified": False, "runtime": "onnx",
+                                             "max_abs_diff_vs_keras_years": 0.5}})
 
+    files = document_version(tiny_model, rows, metrics, predictions, recorded, "f" * 64, Policy(),
+                             tmp_path / "work", valid_images=images[valid], producers=[export])
+    assert seen == [("model.keras", 12, 40)]
+    # The producer ran before the card: its figures are in the metrics and on the card.
+    assert files.metrics["serving"]["max_abs_diff_vs_keras_years"] == 0.5
+    assert "onnx artifact refused: it differed from Keras by up to 0.500 years" in files.card
     registry = ModelRegistry(tmp_path / "store")
     with tracked_run(registry.store, "train", params={"size": 12}) as run:
-        result = publish_version(files, registry=registry, run=run, out_dir=tmp_path / "out",
-                                 producers=[export])
-    assert seen == [("model.keras", 12)]
+        result = publish_version(files, registry=registry, run=run, out_dir=tmp_path / "out")
     version = registry.resolve(result.version)
     assert (version.path / "model.onnx").read_bytes() == b"onnx"
     assert (tmp_path / "out" / "model.onnx").is_file()
@@ -90,6 +106,7 @@ def test_publish_runs_the_producers_and_registers_from_the_run(
         metrics["test"]["by_band"]["65+"]["mae"])
     assert logged.data.tags["model_version"] == result.version
     assert logged.data.params["size"] == "12"
+    assert logged.data.metrics["serving.max_abs_diff_vs_keras_years"] == pytest.approx(0.5)
     names = {f.path for f in registry.client.list_artifacts(run.run_id, "version")}
     assert {"version/model.keras", "version/card.md", "version/training_images.txt",
             "version/model.onnx", "version/plots"} <= names

@@ -18,6 +18,7 @@ from model.serving.images import (
     ImageRejected,
     decode_face,
     open_image,
+    open_scaled,
 )
 
 
@@ -137,3 +138,41 @@ def test_limits_are_parameters():
     assert _rejection(data, max_side=60).reason == ABSURD_DIMENSIONS
     assert _rejection(data, max_pixels=64 * 48 - 1).reason == ABSURD_DIMENSIONS
     assert decode_face(data, 32, max_pixels=64 * 48).shape == (32, 32, 3)
+
+
+def test_a_jpeg_frame_is_decoded_at_a_dct_scale_no_smaller_than_asked():
+    x, y = np.meshgrid(np.linspace(0, 1, 1280), np.linspace(0, 1, 720))
+    smooth = np.stack([200 * x, 200 * y, 100 + 100 * np.sin(6 * x * y)], axis=-1)
+    data = _encode(Image.fromarray(smooth.astype(np.uint8)), "JPEG", quality=90)
+    half, size = open_scaled(data, 480)  # 1/2 is the smallest scale still >= 480 px wide
+    assert size == (1280, 720) and half.size == (640, 360)
+    quarter, _ = open_scaled(data, 320)
+    assert quarter.size == (320, 180)
+    # What a full decode shrunk the same way shows (DCT scaling averages 2x2 blocks).
+    full = np.asarray(open_image(data).resize((640, 360), Image.Resampling.BOX), dtype=float)
+    assert np.abs(np.asarray(half, dtype=float) - full).mean() < 2
+
+
+def test_scaled_decoding_keeps_small_photos_other_formats_and_exif_turns():
+    small, size = open_scaled(_encode(_noise("RGB", (200, 200)), "JPEG"), 480)
+    assert small.size == size == (200, 200)
+    png, size = open_scaled(_encode(_noise("RGB", (1280, 720)), "PNG"), 480)
+    assert png.size == size == (1280, 720)  # no DCT to scale: decoded whole
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when shown
+    turned, size = open_scaled(_encode(Image.new("RGB", (1280, 720)), "JPEG",
+                                       exif=exif.tobytes()), 480)
+    assert size == (720, 1280) and turned.size == (360, 640)
+
+
+def test_scaled_decoding_rejects_like_the_full_decoder():
+    with pytest.raises(ImageRejected) as caught:
+        open_scaled(b"", 480)
+    assert caught.value.reason == NOT_AN_IMAGE
+    data = _encode(_noise("RGB", (1280, 720)), "JPEG")
+    with pytest.raises(ImageRejected) as caught:
+        open_scaled(data[: len(data) // 3], 480)
+    assert caught.value.reason == UNREADABLE_IMAGE
+    with pytest.raises(ImageRejected) as caught:
+        open_scaled(data, 480, max_side=1000)
+    assert caught.value.reason == ABSURD_DIMENSIONS

@@ -1,0 +1,285 @@
+"""Benchmark of the score job, today's path and the serving path side by side in one run.
+
+One registry model, twice: as a version without a serving artifact (today's path: MTCNN and
+the `.keras` model, TensorFlow in every worker) and re-registered through
+`checkout-age model register` (the publish path), which gives the same weights an OpenVINO
+artifact (the serving path: YuNet, the artifact, no TensorFlow). Both score:
+
+1. per stage, in this process, one frame at a time: decode (full and DCT-scaled), detect,
+   crop, predict (core-s per frame; the model stages per face, flip TTA included);
+2. the whole job through `checkout-age score` (spark-submit, `local[2]`) on the same day of
+   ~1,200 checkout frames (1280x720) and the same day of ~1,200 face crops, alternating the
+   paths: wall seconds, core-seconds of the whole process tree (JVM and Python workers),
+   core utilisation (core-s / (wall x 2)), frames/s, peak resident memory of each Python
+   worker and of the JVM; and how far the two paths' ages lie apart.
+
+Results: bench/results/bench_score_paths.json, with the load average (the machine is shared).
+
+    .venv/bin/python bench/bench_score_paths.py --registry var/registry --model v0001
+    .venv/bin/python bench/bench_score_paths.py --registry var/registry --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+RESULTS = PROJECT / "bench" / "results" / "bench_score_paths.json"
+DAY = "2026-03-14"
+CLI = Path(sys.executable).parent / "checkout-age"
+
+
+class TreeMemory:
+    """Peak RSS of each process under this one (sampled every 0.2 s), by kind."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.peaks: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _kind(self, proc) -> str:  # noqa: ANN001
+        cmd = " ".join(proc.cmdline())
+        if "java" in proc.name():
+            return "jvm"
+        if "pyspark.daemon" in cmd or "pyspark/daemon" in cmd:
+            return "python_worker"
+        return "other"
+
+    def _run(self) -> None:
+        me = self._psutil.Process()
+        while not self._stop.is_set():
+            for proc in me.children(recursive=True):
+                try:
+                    rss = proc.memory_info().rss / 2**20
+                    kind = self._kind(proc)
+                except (self._psutil.NoSuchProcess, self._psutil.AccessDenied):
+                    continue
+                old = self.peaks.get(proc.pid, (kind, 0.0))
+                self.peaks[proc.pid] = (kind, max(old[1], rss))
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        workers = sorted(mib for kind, mib in self.peaks.values() if kind == "python_worker")
+        jvm = [mib for kind, mib in self.peaks.values() if kind == "jvm"]
+        return {"python_workers": len(workers),
+                "python_worker_peak_rss_mib_max": max(workers) if workers else None,
+                "python_worker_peak_rss_mib_each": [round(m) for m in workers],
+                "jvm_peak_rss_mib": max(jvm) if jvm else None}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+    sys.stderr.flush()
+
+
+def score_job(root: Path, registry: Path, version: str, env: dict) -> dict:
+    """`checkout-age score` once: its result, wall, core-seconds, utilisation, memory."""
+    _progress(f"score {root.parent.name} with {version}")
+    cpu, wall = _children_cpu(), time.perf_counter()
+    with TreeMemory() as memory:
+        done = subprocess.run([str(CLI), "score", "--date", DAY, "--root", str(root), "--model",
+                               version, "--master", "local[2]", "--json"],
+                              env={**env, "MODEL_REGISTRY": str(registry)},
+                              capture_output=True, text=True)
+    seconds, core_s = time.perf_counter() - wall, _children_cpu() - cpu
+    if done.returncode != 0:
+        raise RuntimeError(f"score {version} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout[done.stdout.index("{"):])
+    photos = result["photos_in"]
+    return {"seconds": seconds, "core_s": core_s, "core_utilisation": core_s / (2 * seconds),
+            "photos_in": photos, "photos_per_s": photos / seconds,
+            "core_s_per_photo": core_s / photos, "photos_per_s_2_cores_by_cpu": 2 * photos / core_s,
+            "scored": result["photos_scored"], "quarantine_reasons": result["quarantine_reasons"],
+            "serving": result.get("serving"), **memory.summary()}
+
+
+def stages(frames_bytes: list[bytes], keras_path: Path, artifact: dict, settings) -> dict:  # noqa: ANN001
+    """Core-s per frame of each stage alone, one frame at a time, today's and the new one."""
+    from model.serving.artifact import load_runtime
+    from model.serving.faces import CropGeometry, crop_face, locate_customer, shared_detector
+    from model.serving.images import open_image, open_scaled
+    from model.serving.net import load_age_model
+    from model.serving.predict import predict_ages
+    from model.serving.yunet import YUNET_GEOMETRY, YuNetDetector
+
+    def timed(fn, items):  # noqa: ANN001, ANN202
+        cpu = time.process_time()
+        out = [fn(item) for item in items]
+        return out, (time.process_time() - cpu) / len(items)
+
+    size = artifact["size"]
+    out: dict = {}
+    full, out["decode_full"] = timed(open_image, frames_bytes)
+    scaled, out["decode_dct_scaled_for_yunet"] = timed(
+        lambda b: open_scaled(b, settings.yunet_width_px), frames_bytes)
+    mtcnn = shared_detector(settings.detect_width_px)
+    mtcnn.detect(full[:4])
+    found_m, out["detect_mtcnn_480"] = timed(lambda im: mtcnn.detect([im])[0], full)
+    yunet = YuNetDetector(settings.yunet_width_px)
+    found_y, out[f"detect_yunet_{settings.yunet_width_px}"] = timed(
+        lambda pair: yunet.detect([pair[0]], [pair[1]])[0], scaled)
+    pairs = []
+    for image, faces_m, faces_y in zip(full, found_m, found_y, strict=True):
+        m = locate_customer(faces_m, image.size, min_confidence=settings.min_face_confidence)
+        y = locate_customer(faces_y, image.size, min_confidence=settings.yunet_min_confidence)
+        if m.reason is None and y.reason is None:
+            pairs.append((image, m.face, y.face))
+    crops_m, out["crop_mtcnn_box"] = timed(
+        lambda p: crop_face(p[0], p[1], size, CropGeometry()), pairs)
+    crops_y, out["crop_yunet_box"] = timed(
+        lambda p: crop_face(p[0], p[2], size, YUNET_GEOMETRY), pairs)
+    batch = np.stack(crops_y[:64])
+    model = load_age_model(keras_path)
+    predict_ages(model, batch)
+    _, keras_s = timed(lambda _: predict_ages(model, batch), range(3))
+    out["predict_keras_per_face"] = keras_s / len(batch)
+    for precision in ("f32", "bf16"):
+        runtime = load_runtime(artifact["path"], threads=1, precision=precision)
+        runtime.predict(batch)
+        _, s = timed(lambda _, r=runtime: r.predict(batch), range(3))
+        out[f"predict_openvino_{precision}_1_thread_per_face"] = s / len(batch)
+    out["today_per_frame"] = (out["decode_full"] * 2 + out["detect_mtcnn_480"]
+                              + out["crop_mtcnn_box"] + out["predict_keras_per_face"])
+    out["new_per_frame"] = (out["decode_dct_scaled_for_yunet"] + out["decode_full"]
+                            + out[f"detect_yunet_{settings.yunet_width_px}"]
+                            + out["crop_yunet_box"]
+                            + out[f"predict_openvino_{artifact['precision']}_1_thread_per_face"])
+    out["note"] = ("core-s; today's path decodes each frame twice (detection, crop); the new "
+                   "one decodes it DCT-scaled for detection and whole for the crop")
+    out["frames"] = len(frames_bytes)
+    out["faces_cropped"] = len(pairs)
+    return out
+
+
+def _ages(root: Path) -> pd.Series:
+    frame = pd.read_parquet(root / "reports" / "photo_scores" / f"date={DAY}")
+    return frame.set_index("photo_id")["age_pred_years"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--registry", default=None)
+    parser.add_argument("--model", default="production", help="a version without an artifact")
+    parser.add_argument("--photos", type=int, default=1200, help="photos per day (about)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each path and day")
+    parser.add_argument("--quick", action="store_true", help="120 photos, no results file")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    started, load_before = time.time(), os.getloadavg()
+
+    from jobs.daily.spark import launch_env
+    from jobs.simulator.frames import render_frame
+    from jobs.simulator.landing import load_test_faces, write_day
+    from jobs.simulator.simulate import simulate_day
+    from model.config import load_settings
+    from model.evaluation.calibration import CALIBRATION_FILE
+    from model.lifecycle.registry import ModelRegistry
+    from model.serving.artifact import read_artifact
+
+    settings = load_settings()
+    photos = 120 if args.quick else args.photos
+    faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
+    source = ModelRegistry(args.registry or settings.registry_store,
+                           cache_dir=settings.cache_dir / "models").resolve(args.model)
+    if read_artifact(source.path) is not None:
+        raise SystemExit(f"{source.version} has an artifact: give a version without one")
+    result: dict = {"model": source.version, "image_size": source.image_size, "jobs": {}}
+    env = {**launch_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with tempfile.TemporaryDirectory(prefix="bench-score-paths-") as tmp_name:
+        tmp = Path(tmp_name)
+        registry = tmp / "registry"  # a throw-away MLflow store: the source version as it is
+        kept = {name: source.path / name for name in (CALIBRATION_FILE,)
+                if (source.path / name).is_file()}
+        today = ModelRegistry(registry).register(
+            source.model_path, source.metrics, source.config,
+            str(source.config.get("dataset_fingerprint")), "bench copy", [], extra_files=kept)
+        t0 = time.perf_counter()
+        _progress(f"publishing {source.version}'s model again, with its artifact")
+        done = subprocess.run([str(CLI), "model", "register", str(source.model_path), "--faces",
+                               str(faces_dir), "--version-only"],
+                              env={**env, "MODEL_REGISTRY": str(registry)},
+                              capture_output=True, text=True, check=True)
+        published = done.stdout.strip().splitlines()[-1]
+        result["publish_with_artifact_s"] = time.perf_counter() - t0
+        artifact = read_artifact(ModelRegistry(registry).resolve(published).path)
+        result["artifact"] = {k: v for k, v in artifact.items() if k != "path"}
+        versions = {"today": today, "new": published}
+
+        faces = load_test_faces(Path(faces_dir), settings.cache_dir)
+        stores, per_store = (1, photos) if photos <= 400 else (4, photos // 4)
+        days = {}
+        for label, frames in (("frames", True), ("crops", False)):
+            day = simulate_day(faces, DAY, stores, per_store, seed=11, frames=frames)
+            write_day(day, str(tmp / label / "root"))
+            days[label] = day
+        _progress("stages")
+        frame_plans = days["frames"].photos
+        frame_plans = frame_plans[frame_plans.corrupt == ""].head(60 if args.quick else 200)
+        result["stages_core_s"] = stages([render_frame(p) for p in frame_plans.frame],
+                                         source.model_path,
+                                         {**artifact, "size": source.image_size}, settings)
+        for label in ("frames", "crops"):
+            root = tmp / label / "root"
+            runs: dict[str, list] = {"today": [], "new": []}
+            ages = {}
+            for _ in range(args.repeats):
+                for path in ("today", "new"):  # alternating: both see the same neighbours
+                    runs[path].append(score_job(root, registry, versions[path], env))
+                    ages[path] = _ages(root)
+            both = ages["today"].index.intersection(ages["new"].index)
+            diff = (ages["today"][both] - ages["new"][both]).abs()
+            result["jobs"][label] = {
+                **{path: min(r, key=lambda r: r["seconds"]) for path, r in runs.items()},
+                "runs": runs, "scored_by_both": len(both),
+                "age_abs_diff_years": {"max": float(diff.max()), "mean": float(diff.mean())},
+                "scored_only_today": len(ages["today"].index.difference(ages["new"].index)),
+                "scored_only_new": len(ages["new"].index.difference(ages["today"].index))}
+            job = result["jobs"][label]
+            job["speedup_wall"] = job["today"]["seconds"] / job["new"]["seconds"]
+            job["speedup_core_s"] = job["today"]["core_s"] / job["new"]["core_s"]
+    result["goals"] = {"frames_per_s": 60, "crops_per_s": 150, "core_utilisation": 0.95}
+    result["run"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                     "when_utc": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(started)),
+                     "load_avg_at_start": load_before, "load_avg_at_end": os.getloadavg(),
+                     "seconds": time.time() - started,
+                     "note": "loaded machine: figures to be rerun on a quiet one"
+                     if max(load_before) > 2.5 else "quiet machine"}
+    text = json.dumps(result, indent=2, default=float)
+    print(text)
+    if not args.quick:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
