@@ -326,6 +326,7 @@ def _worker_running(airflow: Airflow, script: str) -> str | None:
     return None
 
 
+@pytest.mark.faults
 def test_faults_worker_killed_postgres_and_scheduler_restarted_nothing_lost(shape):
     airflow, data = shape.airflow, shape.home / "data"
     for partition in data.glob(f"reports/*/date={DAY}"):
@@ -374,6 +375,7 @@ def _task_log(airflow: Airflow, run_id: str, task_id: str, attempt: int = 1) -> 
     return (folder / f"task_id={task_id}" / f"attempt={attempt}.log").read_text()
 
 
+@pytest.mark.faults
 def test_mlflow_down_when_the_daily_run_starts_fails_fast_and_scores_nothing(shape):
     airflow = shape.airflow
     scores = shape.home / "data" / "reports" / "photo_scores" / f"date={DAY}"
