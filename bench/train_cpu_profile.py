@@ -1,7 +1,7 @@
 """One full `--profile cpu` training run on the whole face set; figures for bench/results.
 
-Usage: .venv/bin/python bench/train_cpu_profile.py [--profile cpu] [--registry DIR]
-       [--out bench/results/train_cpu_profile.json]
+Usage: .venv/bin/python bench/train_cpu_profile.py [--profile cpu] [--head expectation]
+       [--registry DIR] [--out bench/results/train_cpu_profile.json]
 
 Runs `model.train.train_model` exactly as `checkout-age model train --profile cpu` does (all
 usable faces of FACES_DIR), registers the version in `--registry` (a scratch registry unless
@@ -64,6 +64,8 @@ def _summary(metrics: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--head", choices=("regression", "expectation"),
+                        help="the model's head (default: the profile's)")
     parser.add_argument("--registry", type=Path, help="registry for the version (default: temp)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -71,7 +73,7 @@ def main() -> None:
     settings = load_settings()
     if settings.faces_dir is None:
         raise SystemExit("set FACES_DIR to the labelled face set")
-    config = train_config(settings, args.profile)
+    config = train_config(settings, args.profile, head=args.head)
     registry = args.registry or Path(tempfile.mkdtemp(prefix="train-cpu-registry-"))
     sampler = LoadSampler()
     sampler.start()
@@ -79,7 +81,8 @@ def main() -> None:
     result = train_model(settings.faces_dir, config, cache_dir=settings.cache_dir,
                          registry_store=registry, max_mae=settings.gate_max_mae,
                          tolerance=settings.gate_tolerance,
-                         command=f"checkout-age model train --profile {args.profile}",
+                         command=f"checkout-age model train --profile {args.profile}"
+                         + (f" --head {args.head}" if args.head else ""),
                          max_minutes=settings.train_max_minutes)
     wall = time.perf_counter() - started
     cpu = os.times()

@@ -74,7 +74,11 @@ DAILY, RETRAIN = "checkout_age_daily", "age_model_retrain"
 DAY = "2026-03-14"
 FACES = 150
 DAILY_TASKS = ("wait_for_landing", "resolve_model", "score_photos", "build_reports",
-               "check_quality", "render_report", "apply_retention")
+               "detect_drift", "check_quality", "minimise_photos", "build_rollups",
+               "render_report", "apply_retention")
+# The day as it landed: a run minimises its photos, and a minimised day cannot be scored again,
+# so every run of DAY here starts from this copy.
+LANDED = "landed"
 # A lost worker's task is failed (then retried) this long after its last heartbeat (default 300).
 HEARTBEAT_TIMEOUT_S = 60
 
@@ -184,6 +188,7 @@ def reference(tracking, tmp_path_factory, faces_dir) -> Path:
     env = scheduler_env(home, faces, MLFLOW_TRACKING_URI=tracking.mlflow.url)
     _step("reference: a production model v0001 in MLflow and a simulated day")
     prepare_site(home, faces, env, DAY)
+    shutil.copytree(home / "data" / "landing", home / LANDED)
     _step("reference: the daily DAG under the LocalExecutor on SQLite, Spark local[*]")
     site = Airflow(home, env)
     try:
@@ -220,7 +225,7 @@ def shape(tracking, reference, tmp_path_factory):
     """Redis, Spark standalone and the Celery-executor Airflow on the tracking fixture's
     PostgreSQL, the reference's landing zone and MLflow."""
     home = tmp_path_factory.mktemp("production")
-    shutil.copytree(reference / "data" / "landing", home / "data" / "landing")
+    _land_again(reference, home / "data")
     (home / "spark").mkdir()
     redis = Redis(home)
     from jobs.daily.spark import spark_env
@@ -251,6 +256,12 @@ def shape(tracking, reference, tmp_path_factory):
             airflow.stop()
         spark.stop()
         redis.stop()
+
+
+def _land_again(reference: Path, data: Path) -> None:
+    """`data`'s landing zone replaced by the reference's day as it landed (photos and all)."""
+    shutil.rmtree(data / "landing", ignore_errors=True)
+    shutil.copytree(reference / LANDED, data / "landing")
 
 
 def test_the_doc_sets_the_variables_this_test_sets():
@@ -331,6 +342,7 @@ def test_faults_worker_killed_postgres_and_scheduler_restarted_nothing_lost(shap
     airflow, data = shape.airflow, shape.home / "data"
     for partition in data.glob(f"reports/*/date={DAY}"):
         shutil.rmtree(partition)  # everything this run reports must be written by it
+    _land_again(shape.reference, data)  # the first run minimised the day's photos
     run = airflow.trigger(DAILY, {"date": DAY})
 
     _step("kill -9 the Celery worker running score_photos (its whole process tree)")
@@ -375,11 +387,17 @@ def _task_log(airflow: Airflow, run_id: str, task_id: str, attempt: int = 1) -> 
     return (folder / f"task_id={task_id}" / f"attempt={attempt}.log").read_text()
 
 
+def _written(folder: Path) -> dict[str, int]:
+    """Each file of `folder` and when it was last written ({} when there is no folder)."""
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
+
+
 @pytest.mark.faults
 def test_mlflow_down_when_the_daily_run_starts_fails_fast_and_scores_nothing(shape):
     airflow = shape.airflow
     scores = shape.home / "data" / "reports" / "photo_scores" / f"date={DAY}"
-    before = {p.name: p.stat().st_mtime_ns for p in scores.iterdir()}
+    before = _written(scores)
+    _land_again(shape.reference, shape.home / "data")  # scorable: only MLflow stands in the way
     _step("stop the MLflow server, then trigger the daily DAG")
     shape.mlflow.stop()
     try:
@@ -392,7 +410,7 @@ def test_mlflow_down_when_the_daily_run_starts_fails_fast_and_scores_nothing(sha
         assert "MLFLOW_TRACKING_URI" in message and shape.mlflow.url in message, message[-3000:]
         assert took < 180, took  # fails fast: no long client retries
         assert airflow.task_state(DAILY, run, "score_photos") is None  # never scored
-        assert {p.name: p.stat().st_mtime_ns for p in scores.iterdir()} == before
+        assert _written(scores) == before
         airflow.api("PATCH", f"/dags/{DAILY}/dagRuns/{run}", json={"state": "failed"})
     finally:
         shape.mlflow.start()
