@@ -74,7 +74,7 @@ lint: setup
 
 test: setup-test lint
 	.venv/bin/pytest tests --ignore=tests/dags
-	.venv-airflow/bin/pytest tests/dags --ignore=tests/dags/test_production_shape.py
+	.venv-airflow/bin/pytest tests/dags
 
 bench: setup
 	.venv/bin/python bench/bench_model.py

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_model import _machine  # noqa: E402
 from model.config import load_settings  # noqa: E402
+from model.lifecycle.publish import Gate, Policy  # noqa: E402
 from model.training.profiles import train_config  # noqa: E402
 from model.training.train import train_model  # noqa: E402
 
@@ -79,8 +80,10 @@ def main() -> None:
     sampler.start()
     started, cpu_started = time.perf_counter(), os.times()
     result = train_model(settings.faces_dir, config, cache_dir=settings.cache_dir,
-                         registry_store=registry, max_mae=settings.gate_max_mae,
-                         tolerance=settings.gate_tolerance,
+                         registry_store=registry,
+                         gate=Gate(settings.gate_max_mae, settings.gate_tolerance),
+                         policy=Policy.from_settings(settings),
+                         validation_limits=settings.validation_limits(),
                          command=f"checkout-age model train --profile {args.profile}"
                          + (f" --head {args.head}" if args.head else ""),
                          max_minutes=settings.train_max_minutes)

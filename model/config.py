@@ -142,6 +142,7 @@ class Settings:
     serving_threads: int = 1  # inference threads per Python worker (one worker per core)
     serving_max_diff_years: float = 0.05  # fp32 artifact vs Keras on the validation split
     serving_bf16_max_mae_increase: float = 0.05  # bf16 kept only within this MAE (years)
+    serving_bf16_max_diff_years: float = 1.0  # ... and with no face further than this from Keras
     max_no_face_rate: float = 0.5  # check-quality fails a day whose frames have no face above it
 
     @property
@@ -212,6 +213,7 @@ def load_settings() -> Settings:
         "serving_threads": int,
         "serving_max_diff_years": float,
         "serving_bf16_max_mae_increase": float,
+        "serving_bf16_max_diff_years": float,
         "detect_width_px": int,
         "min_face_px": int,
         "min_face_confidence": float,

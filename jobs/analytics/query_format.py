@@ -70,13 +70,22 @@ def to_table(result: Result) -> str:
     return "\n".join(out) + "\n"
 
 
+_AS_THEY_ARE = frozenset({str, int})  # CSV writes these (and non-NaN floats) unchanged
+
+
+def _csv_field(value: Any) -> Any:
+    value = plain(value)
+    return "" if value is None else value
+
+
 def to_csv(result: Result) -> str:
     """RFC 4180 CSV with a header row; NULL as an empty field."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(result.columns)
-    for row in result.rows:
-        writer.writerow(["" if plain(v) is None else plain(v) for v in row])
+    # A year by store is 73,000 rows x 16 columns: one type check per cell, not two calls.
+    writer.writerows([v if type(v) in _AS_THEY_ARE or (type(v) is float and v == v)
+                      else _csv_field(v) for v in row] for row in result.rows)
     return buffer.getvalue()
 
 

@@ -199,8 +199,10 @@ def serving_lines(serving: dict | None) -> list[str]:
                          f"{_share(row['minors_pred_ge_challenge'])} |")
     if "bf16" in serving:
         lines.append(f"\nbf16 is used only when its MAE is at most "
-                     f"{serving['bf16_max_mae_increase']} years worse than fp32's and its "
-                     "Challenge-25 rate is not worse.")
+                     f"{serving['bf16_max_mae_increase']} years worse than fp32's, its "
+                     "Challenge-25 rate is not worse and no face's estimate differs from "
+                     f"Keras's by more than {serving.get('bf16_max_diff_years', '-')} years "
+                     f"(here: {_fmt(serving['bf16'].get('max_abs_diff_vs_keras_years'), 2)}).")
     return [*lines, ""]
 
 

@@ -174,7 +174,8 @@ def _quality(ages: np.ndarray, truth: np.ndarray, legal_age: int, challenge_age:
 
 def build_artifact(model, out_dir: Path | str, images: np.ndarray,  # noqa: ANN001
                    truth: np.ndarray, keras_ages: np.ndarray, *, max_diff_years: float = 0.05,
-                   bf16_max_mae_increase: float = 0.05, legal_age: int = 18,
+                   bf16_max_mae_increase: float = 0.05, bf16_max_diff_years: float = 1.0,
+                   legal_age: int = 18,
                    challenge_age: int = 25, runtime: str = OPENVINO) -> dict:
     """Export `model`, verify it on the validation split, choose its precision; the manifest.
 
@@ -188,8 +189,10 @@ def build_artifact(model, out_dir: Path | str, images: np.ndarray,  # noqa: ANN0
             artifact is kept (`verified` false, files removed: the version scores through
             Keras).
         bf16_max_mae_increase: bf16 is chosen only when its MAE is at most this much worse
-            than fp32's and its Challenge-25 rate (true minors estimated `challenge_age` or
-            older) is not worse at all.
+            than fp32's, its Challenge-25 rate (true minors estimated `challenge_age` or
+            older) is not worse at all, and ...
+        bf16_max_diff_years: ... no face's estimate moves further than this from Keras's: a
+            flag must not depend on the precision a worker happened to run.
 
     Returns:
         The manifest (also written as `serving.json` when verified): runtime, file,
@@ -217,9 +220,11 @@ def build_artifact(model, out_dir: Path | str, images: np.ndarray,  # noqa: ANN0
         f32_q, bf16_q = manifest["f32"], manifest["bf16"]
         c25_ok = (bf16_q["minors_pred_ge_challenge"] or 0.0) <= (
             f32_q["minors_pred_ge_challenge"] or 0.0)
-        if bf16_q["mae"] - f32_q["mae"] <= bf16_max_mae_increase and c25_ok:
+        close = bf16_q["max_abs_diff_vs_keras_years"] <= bf16_max_diff_years
+        if bf16_q["mae"] - f32_q["mae"] <= bf16_max_mae_increase and c25_ok and close:
             manifest["precision"] = "bf16"
         manifest["bf16_max_mae_increase"] = bf16_max_mae_increase
+        manifest["bf16_max_diff_years"] = bf16_max_diff_years
     if not manifest["verified"]:
         for name in (path.name, path.with_suffix(".bin").name):
             (out_dir / name).unlink(missing_ok=True)
@@ -252,6 +257,7 @@ def produce_serving_artifact(inputs, folder: Path) -> ProducedArtifact:  # noqa:
         inputs.model, folder, inputs.valid_images, inputs.valid_ages, inputs.valid_predictions,
         max_diff_years=settings.serving_max_diff_years,
         bf16_max_mae_increase=settings.serving_bf16_max_mae_increase,
+        bf16_max_diff_years=settings.serving_bf16_max_diff_years,
         legal_age=inputs.policy.legal_age, challenge_age=inputs.policy.challenge_age)
     if not manifest["verified"]:
         logging.getLogger(__name__).warning(
