@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -68,7 +67,7 @@ class TreeUsage:
             return "jvm"
         if "pyspark.daemon" in cmd or "pyspark/daemon" in cmd:
             return "python_worker"
-        return "other"
+        return "driver"  # checkout-age, spark-submit's Python driver
 
     def _run(self) -> None:
         me = self._psutil.Process()
@@ -100,7 +99,12 @@ class TreeUsage:
     def summary(self) -> dict:
         workers = sorted(mib for kind, mib in self.peaks.values() if kind == "python_worker")
         jvm = [mib for kind, mib in self.peaks.values() if kind == "jvm"]
-        return {"python_workers": len(workers),
+        by_kind: dict[str, float] = {}
+        for pid, seconds in self.cpu.items():
+            kind = self.peaks[pid][0]
+            by_kind[kind] = by_kind.get(kind, 0.0) + seconds
+        return {"core_s_by_process": {k: round(v, 1) for k, v in sorted(by_kind.items())},
+                "python_workers": len(workers),
                 "python_worker_peak_rss_mib_max": max(workers) if workers else None,
                 "python_worker_peak_rss_mib_each": [round(m) for m in workers],
                 "jvm_peak_rss_mib": max(jvm) if jvm else None}
@@ -125,16 +129,11 @@ def score_job(root: Path, registry: Path, version: str, env: dict) -> dict:
         raise RuntimeError(f"score {version} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout[done.stdout.index("{"):])
     photos = result["photos_in"]
-    # The job logs how long decoding and scoring took, apart from start-up and writing.
-    stage = re.search(r"decoded and scored in ([0-9.]+) s", done.stderr)
-    stage_s = float(stage.group(1)) if stage else None
     return {"seconds": seconds, "core_s": core_s, "core_utilisation": core_s / (2 * seconds),
             "photos_in": photos, "photos_per_s": photos / seconds,
             "core_s_per_photo": core_s / photos, "photos_per_s_2_cores_by_cpu": 2 * photos / core_s,
             "scored": result["photos_scored"], "quarantine_reasons": result["quarantine_reasons"],
             "serving": result.get("serving"),
-            "decode_and_score_s": stage_s,
-            "photos_per_s_in_decode_and_score": photos / stage_s if stage_s else None,
             **usage.summary()}
 
 
