@@ -99,12 +99,7 @@ class TreeUsage:
     def summary(self) -> dict:
         workers = sorted(mib for kind, mib in self.peaks.values() if kind == "python_worker")
         jvm = [mib for kind, mib in self.peaks.values() if kind == "jvm"]
-        by_kind: dict[str, float] = {}
-        for pid, seconds in self.cpu.items():
-            kind = self.peaks[pid][0]
-            by_kind[kind] = by_kind.get(kind, 0.0) + seconds
-        return {"core_s_by_process": {k: round(v, 1) for k, v in sorted(by_kind.items())},
-                "python_workers": len(workers),
+        return {"python_workers": len(workers),
                 "python_worker_peak_rss_mib_max": max(workers) if workers else None,
                 "python_worker_peak_rss_mib_each": [round(m) for m in workers],
                 "jvm_peak_rss_mib": max(jvm) if jvm else None}
