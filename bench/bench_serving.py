@@ -55,22 +55,31 @@ def worker(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     runtime = load_runtime(args.artifact, threads=args.threads, precision=args.precision)
     load_s = time.perf_counter() - started
-    runtime.predict(images[:args.batch], batch_size=args.batch)  # warm-up: compilation, caches
+    _time_predictions(lambda batch: runtime.predict(batch, batch_size=args.batch), images,
+                      load_s, args, report_keras=True)
+    return 0
+
+
+def _time_predictions(predict, images: np.ndarray, load_s: float,  # noqa: ANN001
+                      args: argparse.Namespace, *, report_keras: bool = False) -> None:
+    """Warm up, time `args.repeats` passes of `predict` over `images`, save the ages and the
+    figures (medians of faces/s and CPU s per face, peak RSS, whether TensorFlow was imported)."""
+    predict(images[:args.batch])  # warm-up: compilation, caches
     rates, cpu = [], []
     ages = None
     for _ in range(args.repeats):
         wall, proc = time.perf_counter(), time.process_time()
-        ages = runtime.predict(images, batch_size=args.batch)
+        ages = predict(images)
         rates.append(len(images) / (time.perf_counter() - wall))
         cpu.append((time.process_time() - proc) / len(images))
     np.save(args.ages_out, ages)
     figures = {"load_s": load_s, "faces_per_s": statistics.median(rates),
                "cpu_s_per_face": statistics.median(cpu), "runs_faces_per_s": rates,
                "peak_rss_mib": peak_rss_mib(),
-               "tensorflow_imported": "tensorflow" in sys.modules,
-               "keras_imported": "keras" in sys.modules}
+               "tensorflow_imported": "tensorflow" in sys.modules}
+    if report_keras:  # the artifact's worker must not have imported Keras either
+        figures["keras_imported"] = "keras" in sys.modules
     Path(args.figures_out).write_text(json.dumps(figures))
-    return 0
 
 
 def keras_worker(args: argparse.Namespace) -> int:
@@ -84,20 +93,8 @@ def keras_worker(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model = load_age_model(args.artifact)
     load_s = time.perf_counter() - started
-    predict_ages(model, images[:args.batch], batch_size=args.batch)
-    rates, cpu = [], []
-    ages = None
-    for _ in range(args.repeats):
-        wall, proc = time.perf_counter(), time.process_time()
-        ages = predict_ages(model, images, batch_size=args.batch)
-        rates.append(len(images) / (time.perf_counter() - wall))
-        cpu.append((time.process_time() - proc) / len(images))
-    np.save(args.ages_out, ages)
-    figures = {"load_s": load_s, "faces_per_s": statistics.median(rates),
-               "cpu_s_per_face": statistics.median(cpu), "runs_faces_per_s": rates,
-               "peak_rss_mib": peak_rss_mib(),
-               "tensorflow_imported": "tensorflow" in sys.modules}
-    Path(args.figures_out).write_text(json.dumps(figures))
+    _time_predictions(lambda batch: predict_ages(model, batch, batch_size=args.batch), images,
+                      load_s, args)
     return 0
 
 
