@@ -130,10 +130,12 @@ def _errors(events: list[dict]) -> list[str]:
 
 
 def visit(page: Path | str, width: int = 1200, settle_s: float = 0.5,
-          wait_for_text: str | None = None, timeout_s: float = 60) -> PageVisit:
+          wait_for_text: str | None = None, timeout_s: float = 60,
+          wait_for_lines: tuple[str, ...] = ()) -> PageVisit:
     """Load `page` (a file, or a URL) in a fresh headless Chromium and return errors, requests,
     DOM facts and a PNG. `wait_for_text`: wait (up to `timeout_s`) until the page's text holds
-    it, for pages that render after their own requests (a single-page app)."""
+    it, for pages that render after their own requests (a single-page app); `wait_for_lines`:
+    also until each of these is a whole line of it (a table that fills in after its header)."""
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
@@ -167,10 +169,13 @@ def visit(page: Path | str, width: int = 1200, settle_s: float = 0.5,
         pipe.wait_event("Page.loadEventFired", timeout=timeout_s)
         pipe.drain(settle_s)
         deadline = time.monotonic() + timeout_s
-        while wait_for_text is not None and time.monotonic() < deadline:
-            text = pipe.call("Runtime.evaluate", {"expression": "document.body.innerText",
-                                                  "returnByValue": True}, session=session)
-            if wait_for_text in str(text["result"].get("value", "")):
+        while (wait_for_text is not None or wait_for_lines) and time.monotonic() < deadline:
+            text = str(pipe.call("Runtime.evaluate", {"expression": "document.body.innerText",
+                                                      "returnByValue": True},
+                                 session=session)["result"].get("value", ""))
+            lines = set(text.splitlines())
+            if (wait_for_text is None or wait_for_text in text) and all(
+                    line in lines for line in wait_for_lines):
                 break
             pipe.drain(0.5)
         facts = pipe.call("Runtime.evaluate", {"expression": _DOM_FACTS, "returnByValue": True},

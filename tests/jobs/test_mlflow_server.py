@@ -91,7 +91,8 @@ def test_train_promote_score_rollback_against_a_tracking_server(
         assert "Version 1" in text and "Version 2" in text and "@ production" in text, text[:2000]
         assert "production.00003" in text  # the alias history, as registered-model tags
         runs_page = visit(f"{url}/#/experiments/{registry.store.experiment_id}/runs",
-                          settle_s=2, wait_for_text="matching runs", timeout_s=90)
+                          settle_s=2, wait_for_text="matching runs",
+                          wait_for_lines=("train", "register"), timeout_s=120)
         (tmp_path / "mlflow-runs.png").write_bytes(runs_page.screenshot)
         lines = runs_page.dom["text"].splitlines()
         assert "train" in lines and "register" in lines, lines
