@@ -311,6 +311,21 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
+def _csv_paths_agree(root: Path, first: str, last: str) -> dict[str, bool]:
+    """Per query: the CSV DuckDB writes itself (`--format csv`) is byte for byte the CSV of the
+    fetched rows (`query_format.to_csv`, the path of the Spark engine)."""
+    from jobs.analytics.query_format import to_csv
+
+    out = {}
+    for label, name, filters, options in QUERIES[:-1]:
+        chosen = make_filters(first, last, **filters)
+        direct = run_query(DuckDBEngine(root), name, chosen, as_csv=True, **options)
+        rows = run_query(DuckDBEngine(root), name, chosen, **options)
+        out[label] = {"written_by": "duckdb" if direct.csv is not None else "python",
+                      "identical": to_csv(direct) == to_csv(rows)}
+    return out
+
+
 def _command() -> list[str]:
     script = Path(sys.executable).with_name("checkout-age")
     return [str(script)] if script.exists() else [sys.executable, "-m", "jobs.cli.main"]
@@ -419,6 +434,7 @@ def main() -> None:
     print("with rollups, whole command:")
     cli = _cli(root, first, last, args.repeats)
     identical = {label: _same(answers[label], days_answers[label]) for label in answers}
+    csv_agree = _csv_paths_agree(root, first, last)
     results = {
         "what": f"analysts' queries over {args.days} days x {args.stores} stores of reports",
         "machine": {"python": platform.python_version(), "duckdb": duckdb.__version__,
@@ -430,10 +446,11 @@ def main() -> None:
                  "reports": _sizes(root, "reports"), "rollups": _sizes(root, "rollups"),
                  "rollups_built_s": rollup_s},
         "repeats": args.repeats,
-        "from_days": {"repeats": days_repeats,"query_in_process": days_in_process, "cli_wall": days_cli},
+        "from_days": {"repeats": days_repeats, "query_in_process": days_in_process, "cli_wall": days_cli},
         "query_in_process": in_process,
         "cli_wall": cli,
         "identical_figures_rollups_vs_days": identical,
+        "csv_from_duckdb_same_bytes_as_from_rows": csv_agree,
         "target_s": 1.0,
         "all_cli_queries_under_target": all(
             v["median_s"] < 1.0 for k, v in cli.items() if k.startswith("query")),

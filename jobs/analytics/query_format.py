@@ -78,14 +78,45 @@ def _csv_field(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _quirk(value: Any) -> bool:
+    """A string Python's csv module would leave bare but DuckDB's writer quotes: empty (so it
+    differs from NULL) or holding a carriage return."""
+    return type(value) is str and (not value or "\r" in value)
+
+
+def _quoted_line(row: tuple) -> str:
+    fields = []
+    for value in row:
+        value = plain(value)
+        if value is None:  # NULL: an empty field, bare
+            fields.append("")
+            continue
+        text = value if type(value) is str else repr(value) if type(value) is float else str(value)
+        if type(value) is str and (not text or any(c in text for c in ',"\n\r')):
+            text = '"' + text.replace('"', '""') + '"'
+        fields.append(text)
+    return ",".join(fields) + "\n"
+
+
 def to_csv(result: Result) -> str:
-    """RFC 4180 CSV with a header row; NULL as an empty field."""
+    """RFC 4180 CSV with a header row; NULL as an empty field, an empty string as `""`.
+
+    The same bytes as DuckDB's own writer (`DuckDBEngine.run_csv`, whose text is returned as
+    it is), so an answer reads the same whichever engine or path produced it.
+    """
+    if result.csv is not None:
+        return result.csv
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(result.columns)
+    rows = result.rows
+    if any(_quirk(value) for row in rows for value in row):
+        for row in rows:
+            buffer.write(_quoted_line(row))
+        return buffer.getvalue()
     # A year by store is 73,000 rows x 16 columns: one type check per cell, not two calls.
     writer.writerows([v if type(v) in _AS_THEY_ARE or (type(v) is float and v == v)
-                      else _csv_field(v) for v in row] for row in result.rows)
+                      else _csv_field(v) for v in row] for row in rows)
     return buffer.getvalue()
 
 

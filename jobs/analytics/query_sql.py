@@ -141,6 +141,18 @@ def where_clause(filters: Filters, *, store: bool = False, age: bool = False,
     return sql, params
 
 
+def exact_sum(column: str, places: int) -> str:
+    """SQL (DuckDB and Spark) summing DOUBLE `column` as a decimal with `places` decimals.
+
+    A float sum depends on the order the engine's threads add the rows in, so the same query
+    printed different last digits from run to run (and from rollups vs days); a decimal sum
+    is exact. Roubles to the kopeck (2), expected counts to 1e-6.
+    """
+    return f"CAST(sum(CAST({column} AS DECIMAL(18, {places}))) AS DOUBLE)"
+
+
+_EXPECTED_SALES = exact_sum("expected_minor_sales", 6)
+
 # One row per store and day of segment_category: the day's matched receipts. Engines without
 # rollups derive `{segment_days}` from the day rows with this.
 SEGMENT_DAYS_SQL = """SELECT date, store_id, max(all_receipts) AS all_receipts
@@ -169,11 +181,11 @@ day_segments AS (
   FROM base GROUP BY {scope}, date, store_id, age_group),
 segment_totals AS (
   SELECT scope, age_group, sum(segment_receipts) AS segment_receipts,
-         sum(segment_revenue_rub) AS segment_revenue_rub
+         CAST(sum(CAST(segment_revenue_rub AS DECIMAL(18, 2))) AS DOUBLE) AS segment_revenue_rub
   FROM day_segments GROUP BY scope, age_group),
 cells AS (
   SELECT {scope} AS scope, age_group, category, sum(receipts) AS receipts, sum(units) AS units,
-         sum(revenue_rub) AS revenue_rub
+         CAST(sum(CAST(revenue_rub AS DECIMAL(18, 2))) AS DOUBLE) AS revenue_rub
   FROM base WHERE {cell_where} GROUP BY {scope}, age_group, category),
 segment_rows AS (
   SELECT c.scope, c.age_group, c.category, c.receipts, c.units, c.revenue_rub,
@@ -282,8 +294,8 @@ def compliance_query(filters: Filters) -> Query:
        sum(flagged) AS flagged,
        CAST(sum(flagged) AS DOUBLE) / NULLIF(sum(with_photo), 0) AS flag_rate,
        sum(no_photo) AS no_photo, sum(with_probability) AS with_probability,
-       sum(expected_minor_sales) AS expected_minor_sales,
-       sum(expected_minor_sales) / NULLIF(sum(with_probability), 0) AS expected_minor_share,
+       {_EXPECTED_SALES} AS expected_minor_sales,
+       {_EXPECTED_SALES} / NULLIF(sum(with_probability), 0) AS expected_minor_share,
        challenge_age, count(DISTINCT date) AS days
 FROM {{compliance}} WHERE {where}
 GROUP BY store_id, cashier_id, challenge_age
@@ -399,7 +411,7 @@ def compliance_by_day_query(filters: Filters) -> Query:
     sql = f"""SELECT CAST(date AS STRING) AS date, sum(restricted_receipts) AS restricted_receipts,
        sum(with_photo) AS with_photo, sum(flagged) AS flagged,
        sum(with_probability) AS with_probability,
-       sum(expected_minor_sales) AS expected_minor_sales
+       {_EXPECTED_SALES} AS expected_minor_sales
 FROM {{compliance}} WHERE {where}
 GROUP BY date ORDER BY date"""
     return Query("compliance_by_day", sql, params, span=filters.span)
@@ -422,7 +434,7 @@ def compliance_by_store_query(filters: Filters) -> Query:
        sum(with_photo) AS with_photo, sum(flagged) AS flagged,
        CAST(sum(flagged) AS DOUBLE) / NULLIF(sum(with_photo), 0) AS flag_rate,
        sum(with_probability) AS with_probability,
-       sum(expected_minor_sales) AS expected_minor_sales
+       {_EXPECTED_SALES} AS expected_minor_sales
 FROM {{compliance}} WHERE {where}
 GROUP BY store_id ORDER BY store_id"""
     return Query("compliance_by_store", sql, params, span=filters.span)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jobs.analytics.query_sql import exact_sum
 from jobs.contract import (
     COMPACTED,
     ROLLUP_SCHEMAS,
@@ -153,7 +154,7 @@ def rollup_sql(rollup: str, month: str) -> str:
         # Each repeated total is taken once per store and day, then summed over the month.
         return f"""WITH
 segments AS (SELECT store_id, age_group, sum(s) AS segment_receipts,
-                    sum(r) AS segment_revenue_rub
+                    {exact_sum("r", 2)} AS segment_revenue_rub
   FROM (SELECT date, store_id, age_group, max(segment_receipts) AS s,
                max(segment_revenue_rub) AS r FROM base GROUP BY date, store_id, age_group)
   GROUP BY store_id, age_group),
@@ -164,7 +165,7 @@ stores AS (SELECT store_id, sum(a) AS all_receipts
   FROM (SELECT date, store_id, max(all_receipts) AS a FROM base GROUP BY date, store_id)
   GROUP BY store_id),
 cells AS (SELECT store_id, age_group, category, sum(receipts) AS receipts, sum(units) AS units,
-                 sum(revenue_rub) AS revenue_rub FROM base
+                 {exact_sum("revenue_rub", 2)} AS revenue_rub FROM base
   GROUP BY store_id, age_group, category)
 SELECT {_select(rollup).replace("CAST(date AS DATE)", f"DATE '{month}-01'")}
 FROM cells JOIN segments USING (store_id, age_group) JOIN categories USING (store_id, category)

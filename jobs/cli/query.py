@@ -170,7 +170,8 @@ def _query(args: argparse.Namespace) -> int:
     else:
         from jobs.analytics.query import DuckDBEngine, run_query
 
-        result = run_query(DuckDBEngine(args.root), args.query_name, filters, **options)
+        result = run_query(DuckDBEngine(args.root), args.query_name, filters,
+                           as_csv=args.format == "csv", **options)
     if args.format == "table":
         sys.stdout.write(f"{args.query_name}: {filters.describe()}\n")
     else:
