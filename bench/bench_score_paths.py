@@ -58,16 +58,20 @@ class TreeUsage:
         self._psutil = psutil
         self.peaks: dict[int, tuple[str, float]] = {}
         self.cpu: dict[int, float] = {}
+        self.kinds: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _kind(self, proc) -> str:  # noqa: ANN001
-        cmd = " ".join(proc.cmdline())
+        """By ancestry, not by command line alone: the PySpark daemon's forked workers keep
+        whatever command line they were forked with, but their ancestor is always the JVM."""
         if "java" in proc.name():
             return "jvm"
-        if "pyspark.daemon" in cmd or "pyspark/daemon" in cmd:
+        if any("score_photos.py" in part for part in proc.cmdline()):
+            return "driver"  # spark-submit's Python driver (a child of the JVM too)
+        if any("java" in parent.name() for parent in proc.parents()):
             return "python_worker"
-        return "driver"  # checkout-age, spark-submit's Python driver
+        return "cli"  # checkout-age score and the spark-submit scripts
 
     def _run(self) -> None:
         me = self._psutil.Process()
@@ -75,7 +79,8 @@ class TreeUsage:
             for proc in me.children(recursive=True):
                 try:
                     rss = proc.memory_info().rss / 2**20
-                    kind = self._kind(proc)
+                    kind = self.kinds.get(proc.pid) or self.kinds.setdefault(
+                        proc.pid, self._kind(proc))
                     times = proc.cpu_times()
                 except (self._psutil.NoSuchProcess, self._psutil.AccessDenied):
                     continue
@@ -95,6 +100,14 @@ class TreeUsage:
     def core_seconds(self) -> float:
         """CPU seconds (user + system) of every process seen under this one."""
         return sum(self.cpu.values())
+
+    def core_seconds_by_kind(self) -> dict[str, float]:
+        """CPU seconds per kind of process: jvm, driver, python_worker, cli."""
+        out: dict[str, float] = {}
+        for pid, seconds in self.cpu.items():
+            kind = self.kinds[pid]
+            out[kind] = round(out.get(kind, 0.0) + seconds, 1)
+        return out
 
     def summary(self) -> dict:
         workers = sorted(mib for kind, mib in self.peaks.values() if kind == "python_worker")
@@ -129,7 +142,15 @@ def score_job(root: Path, registry: Path, version: str, env: dict) -> dict:
             "core_s_per_photo": core_s / photos, "photos_per_s_2_cores_by_cpu": 2 * photos / core_s,
             "scored": result["photos_scored"], "quarantine_reasons": result["quarantine_reasons"],
             "serving": result.get("serving"),
+            "core_s_by_process": usage.core_seconds_by_kind(),
+            "job_log_timings": _timings(done.stderr),
             **usage.summary()}
+
+
+def _timings(stderr: str) -> list[str]:
+    """The job's own timing lines (`... in N s`), for where its wall time goes."""
+    return [line.split(": ", 1)[-1] for line in stderr.splitlines()
+            if " in " in line and line.rstrip().endswith(" s") and "INFO" in line]
 
 
 def stages(frames_bytes: list[bytes], keras_path: Path, artifact: dict, settings) -> dict:  # noqa: ANN001

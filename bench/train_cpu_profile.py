@@ -62,11 +62,32 @@ def _summary(metrics: dict) -> dict:
     return {k: metrics[k] for k in keep if k in metrics}
 
 
+def _overrides(items: list[str]) -> dict[str, object]:
+    """`FIELD=VALUE` pairs as TrainConfig values, typed like the field's default."""
+    from dataclasses import fields
+
+    from model.training.profiles import TrainConfig
+
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    out: dict[str, object] = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        kind = str(types.get(name, "str"))
+        if name not in types:
+            raise SystemExit(f"--set {item}: no TrainConfig field {name!r}")
+        out[name] = (None if text == "None" else float(text) if kind.startswith("float")
+                     else int(text) if kind.startswith("int") else text)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--head", choices=("regression", "expectation"),
                         help="the model's head (default: the profile's)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one TrainConfig field for this experiment, e.g. "
+                             "frozen_until=block_5_add or dropout=0.4 (repeatable)")
     parser.add_argument("--registry", type=Path, help="registry for the version (default: temp)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -74,7 +95,7 @@ def main() -> None:
     settings = load_settings()
     if settings.faces_dir is None:
         raise SystemExit("set FACES_DIR to the labelled face set")
-    config = train_config(settings, args.profile, head=args.head)
+    config = train_config(settings, args.profile, head=args.head, **_overrides(args.set))
     registry = args.registry or Path(tempfile.mkdtemp(prefix="train-cpu-registry-"))
     sampler = LoadSampler()
     sampler.start()
@@ -85,7 +106,8 @@ def main() -> None:
                          policy=Policy.from_settings(settings),
                          validation_limits=settings.validation_limits(),
                          command=f"checkout-age model train --profile {args.profile}"
-                         + (f" --head {args.head}" if args.head else ""),
+                         + (f" --head {args.head}" if args.head else "")
+                         + "".join(f" (bench --set {item})" for item in args.set),
                          max_minutes=settings.train_max_minutes)
     wall = time.perf_counter() - started
     cpu = os.times()

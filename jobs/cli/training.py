@@ -37,7 +37,8 @@ def _faces(args: argparse.Namespace, settings) -> Path:
 
 # `model train` flags that are knobs of `model.profiles.TrainConfig` (None: the profile's value).
 _CONFIG_FLAGS = ("size", "backbone", "head", "head_epochs", "epochs", "batch_size", "seed",
-                 "learning_rate", "patience", "limit", "mixed_precision")
+                 "learning_rate", "patience", "limit", "mixed_precision", "frozen_until",
+                 "camera_share")
 
 
 def train_config_from_args(args: argparse.Namespace, settings):
@@ -285,6 +286,12 @@ def _add_train(subparsers: argparse._SubParsersAction, settings) -> None:
     train.add_argument("--head", choices=("regression", "expectation"),
                        help="linear regression head or DEX-style expected age over 1-year bins")
     train.add_argument("--batch-size", type=int, help="images per step")
+    train.add_argument("--frozen-until", metavar="LAYER",
+                       help="feature-cache profiles: the last backbone layer kept as ImageNet "
+                            "trained it (e.g. block_5_add); the layers after it are trained")
+    train.add_argument("--camera-share", type=float, metavar="P",
+                       help="chance a training face is seen as a checkout camera delivers it "
+                            "(small, blurred, re-exposed, JPEG) in an epoch")
     train.add_argument("--learning-rate", type=float, help="peak fine-tuning learning rate")
     train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
     train.add_argument("--limit", type=int, help="train on a random subset of N usable rows")

@@ -1,4 +1,4 @@
-"""Training-time augmentation in numpy: horizontal flips and small shifts.
+"""Training-time augmentation in numpy: horizontal flips, small shifts, checkout-camera views.
 
 Done on uint8 batches in the input pipeline rather than with Keras's spatial augmentation
 layers, which ran pathologically slowly under JAX on the GPU (measured: ~1 s per batch of
@@ -7,6 +7,9 @@ so a batch is augmented identically whenever it is rebuilt with the same seed.
 """
 
 from __future__ import annotations
+
+import io
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,4 +54,64 @@ def augment_batch(
         left = pad + shifts[i, 1]
         window = padded[i, top : top + height, left : left + width]
         out[i] = window[:, ::-1] if flips[i] else window
+    return out
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """What a checkout camera does to a face, as the serving path sees it (docs/frames.md).
+
+    The face is `face_px` wide in the frame (the crop around it is that over 0.81, the share of
+    a faces-set crop its box takes), so a small face is upscaled to the model's input; optics
+    blur it, exposure and white balance shift its colours, and the frame is a JPEG. The ranges
+    cover the simulator's cameras (jobs/simulator/frames.py) and reach below them (64 px faces).
+    """
+
+    face_px: tuple[float, float] = (64.0, 240.0)
+    blur_px: tuple[float, float] = (0.0, 1.2)  # Gaussian radius, in frame pixels
+    gain: tuple[float, float] = (0.6, 1.3)  # exposure
+    white_balance: tuple[float, float] = (0.9, 1.1)  # per-channel gain
+    jpeg_quality: tuple[int, int] = (60, 90)
+    face_share_of_crop: float = 0.81
+
+
+def camera_view(image: np.ndarray, rng: np.random.Generator,
+                camera: CameraModel = CameraModel()) -> np.ndarray:
+    """One uint8 (H, W, 3) face crop as a checkout camera would have delivered it.
+
+    The crop is shrunk to the size the face had in a frame (when that is smaller than the
+    crop), blurred, re-exposed and white-balanced there, JPEG-encoded at a camera's quality,
+    decoded, and brought back to (H, W) as the serving path resizes a crop cut from a frame.
+    """
+    from PIL import Image, ImageFilter
+
+    height, width = image.shape[:2]
+    side = int(round(rng.uniform(*camera.face_px) / camera.face_share_of_crop))
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    if side < width:
+        picture = picture.resize((side, side), Image.Resampling.BILINEAR)
+    radius = rng.uniform(*camera.blur_px)
+    if radius > 0.05:
+        picture = picture.filter(ImageFilter.GaussianBlur(radius))
+    gains = rng.uniform(*camera.gain) * rng.uniform(*camera.white_balance, size=3)
+    shifted = np.clip(np.asarray(picture, dtype=np.float32) * gains, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(shifted).save(buffer, format="JPEG",
+                                  quality=int(rng.integers(camera.jpeg_quality[0],
+                                                           camera.jpeg_quality[1] + 1)))
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        picture = decoded.convert("RGB")
+        if picture.size != (width, height):
+            picture = picture.resize((width, height), Image.Resampling.BILINEAR)
+        return np.asarray(picture, dtype=np.uint8)
+
+
+def camera_views(images: np.ndarray, rng: np.random.Generator, share: float = 1.0,
+                 camera: CameraModel = CameraModel()) -> np.ndarray:
+    """A copy of a uint8 (N, H, W, 3) batch with each image, with chance `share`, replaced by
+    its `camera_view`."""
+    out = images.copy()
+    for i in np.flatnonzero(rng.random(len(images)) < share):
+        out[i] = camera_view(images[i], rng, camera)
     return out

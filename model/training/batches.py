@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from model.training.augment import augment_batch
+from model.training.augment import augment_batch, camera_views
 
 
 class FaceBatches(keras.utils.PyDataset):
@@ -26,6 +26,8 @@ class FaceBatches(keras.utils.PyDataset):
         max_shift: largest augmentation shift as a share of the side.
         drop_remainder: leave out the last, smaller batch (training: every step then has the
             same shape, so nothing is traced or compiled again mid-epoch).
+        camera_share: chance that a training image (pixels, not `mirrored` rows) is replaced
+            by a checkout camera's view of it (`augment.camera_view`) in an epoch.
         mirrored: the images' mirror-image counterparts (e.g. activations of the flipped
             pictures, which are not the flipped activations); augmentation then takes a row
             from here instead of flipping it.
@@ -44,6 +46,7 @@ class FaceBatches(keras.utils.PyDataset):
         max_shift: float = 0.1,
         drop_remainder: bool = False,
         mirrored: np.ndarray | None = None,
+        camera_share: float = 0.0,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
@@ -55,6 +58,7 @@ class FaceBatches(keras.utils.PyDataset):
             raise ValueError(f"mirrored rows {mirrored.shape} differ from images {images.shape}")
         self.images = images
         self.mirrored = mirrored
+        self.camera_share = camera_share
         self.ages = np.asarray(ages, dtype=np.float32).reshape(-1, 1)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -81,6 +85,8 @@ class FaceBatches(keras.utils.PyDataset):
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, index, 1))
             if self.mirrored is None:
+                if self.camera_share > 0:  # pixels: a share of them as a checkout camera's
+                    batch = camera_views(batch, rng, self.camera_share)
                 batch = augment_batch(batch, rng, max_shift=self.max_shift)
             else:
                 flips = rng.random(len(rows)) < 0.5

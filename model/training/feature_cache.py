@@ -12,6 +12,7 @@ is ready when the tail is: nothing is copied or stitched afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -61,11 +62,15 @@ def split_model(model: keras.Model, frozen_until: str) -> SplitModel:
 
 
 def extract_features(front: keras.Model, images: np.ndarray, *, mirrored: bool = False,
-                     batch_size: int = 128) -> np.ndarray:
-    """float16 activations of `front` for uint8 images (optionally mirrored left-right)."""
+                     batch_size: int = 128,
+                     transform: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """float16 activations of `front` for uint8 images (optionally mirrored left-right, and
+    each batch first passed through `transform`, e.g. checkout-camera views)."""
     out = None
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
+        if transform is not None:
+            batch = transform(batch)
         if mirrored:
             batch = flip_horizontal(batch)
         values = np.asarray(front.predict_on_batch(batch.astype(np.float32)))

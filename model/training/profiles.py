@@ -52,6 +52,9 @@ class TrainConfig:
     huber_delta: float = 3.0
     dropout: float = 0.2
     max_shift: float = 0.1
+    # Chance that a training face is seen, in an epoch, as a checkout camera delivers it
+    # (low resolution, blur, exposure, white balance, JPEG: `augment.camera_view`).
+    camera_share: float = 0.0
     bn_momentum: float = 0.9
     mixed_precision: str = "auto"  # "auto" (on when a GPU/TPU is present), "on", "off"
     workers: int = 1  # PyDataset worker threads

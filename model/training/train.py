@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -45,6 +46,7 @@ from model.lifecycle.publish import (
 from model.lifecycle.registry import ModelRegistry
 from model.lifecycle.tracking import tracked_run
 from model.serving.net import backbone_of, build_age_model, set_batchnorm_momentum
+from model.training.augment import camera_views
 from model.training.batches import FaceBatches
 from model.training.profiles import TrainConfig, estimate_minutes
 
@@ -200,7 +202,8 @@ def _batches(train_x: np.ndarray, train_y: np.ndarray, valid_x: np.ndarray,
              train_mirrored: np.ndarray | None = None) -> tuple[FaceBatches, FaceBatches]:
     train = FaceBatches(train_x, train_y, batch_size=config.batch_size, shuffle=True,
                         augment=True, seed=config.seed, max_shift=config.max_shift,
-                        drop_remainder=True, mirrored=train_mirrored, workers=config.workers)
+                        drop_remainder=True, mirrored=train_mirrored, workers=config.workers,
+                        camera_share=0.0 if train_mirrored is not None else config.camera_share)
     valid = FaceBatches(valid_x, valid_y, batch_size=config.batch_size, workers=config.workers)
     return train, valid
 
@@ -235,7 +238,13 @@ def fit_age_model(
 
             parts = split_model(model, config.frozen_until or "")
             trained, frozen_part = parts.tail, parts.tail_backbone
-            train_m = extract_features(parts.front, train_x, mirrored=True)
+            # The mirrored copies are the epoch's other view of each face (picked half the
+            # time): camera views go there, twice as often as they should be seen overall.
+            views = None
+            if config.camera_share > 0:
+                rng = np.random.default_rng((config.seed, 2))
+                views = partial(camera_views, rng=rng, share=min(1.0, 2 * config.camera_share))
+            train_m = extract_features(parts.front, train_x, mirrored=True, transform=views)
             train_x = extract_features(parts.front, train_x)
             valid_x = extract_features(parts.front, valid_x)
             phases["extract_features_s"] = round(time.perf_counter() - started, 1)

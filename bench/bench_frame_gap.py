@@ -1,0 +1,139 @@
+"""How much worse a model reads ages from checkout frames than from the original face crops.
+
+Usage: .venv/bin/python bench/bench_frame_gap.py --model v0007 [--registry var/mlflow]
+       [--faces 2108] [--seed 5] [--out bench/results/bench_frame_gap-v0007.json]
+
+Every face of the test split (or the first --faces of it) is pasted into a simulated 1280x720
+checkout frame by the simulator's own renderer (`jobs.simulator.frames`: face 80-300 px wide,
+brightness 0.6-1.3, blur 0-1.2 px, JPEG quality 60-90, a person queueing behind in 30 % of
+frames), and scored the way a worker of the score job scores it (`model.serving.score`:
+YuNet, the customer rule, the crop cut at full resolution, the version's serving artifact).
+The same face's original crop is scored the same way, as a crop. The gap is the paired
+difference of absolute errors over the faces found in their frame, with its standard error;
+also per age band, and Challenge 25 (minors estimated 25 or older) from frames and from crops.
+Issue 16's goal: a gap of at most 0.3 years, with the crop MAE not worse.
+
+Nothing of Spark or the registry's MLflow server is timed here; this is a quality figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from bench.run_record import publish, run_record  # noqa: E402
+
+BANDS = [(0, 13), (13, 18), (18, 25), (25, 35), (35, 45), (45, 55), (55, 65), (65, 120)]
+
+
+def _score(contents: list[bytes], options) -> np.ndarray:  # noqa: ANN001
+    from model.serving.score import score_contents
+
+    ages = []
+    for start in range(0, len(contents), 64):
+        rows = score_contents(contents[start:start + 64], options)
+        ages += [np.nan if row["age_pred_years"] is None else row["age_pred_years"]
+                 for row in rows]
+    return np.array(ages, dtype=float)
+
+
+def _paired(truth: np.ndarray, crops: np.ndarray, frames: np.ndarray) -> dict:
+    crop_err, frame_err = np.abs(crops - truth), np.abs(frames - truth)
+    diff = frame_err - crop_err
+    minors = truth < 18
+    return {"faces": int(len(truth)), "mae_crops": float(crop_err.mean()),
+            "mae_frames": float(frame_err.mean()), "gap": float(diff.mean()),
+            "gap_standard_error": float(diff.std(ddof=1) / np.sqrt(len(diff)))
+            if len(diff) > 1 else None,
+            "mean_shift_frames_minus_crops": float((frames - crops).mean()),
+            "minors": int(minors.sum()),
+            "minors_ge_25_crops": float((crops[minors] >= 25).mean()) if minors.any() else None,
+            "minors_ge_25_frames": float((frames[minors] >= 25).mean()) if minors.any() else None}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--registry", default=None, help="model registry (default: settings)")
+    parser.add_argument("--model", default="production", help="the version to measure")
+    parser.add_argument("--faces", type=int, default=None, help="first N test faces (all)")
+    parser.add_argument("--seed", type=int, default=5, help="the frames' random plans")
+    parser.add_argument("--out", default=None,
+                        help="results file (default bench/results/bench_frame_gap-<version>.json)")
+    args = parser.parse_args()
+    started, load_before = time.time(), __import__("os").getloadavg()
+
+    from jobs.daily.score_photos import serving_options_from
+    from jobs.simulator.frames import plan_frames, render_frame
+    from jobs.simulator.landing import load_test_faces
+    from model.config import load_settings
+    from model.lifecycle.registry import ModelRegistry
+    from model.serving.artifact import read_artifact
+    from model.serving.score import ServingOptions
+
+    settings = load_settings()
+    faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
+    version = ModelRegistry(args.registry or settings.registry_store,
+                            cache_dir=settings.cache_dir / "models").resolve(args.model)
+    artifact = read_artifact(version.path)
+    if artifact is None:
+        raise SystemExit(f"{version.version} has no serving artifact: publish it again "
+                         "(`checkout-age model register`) to measure the serving path")
+    faces = load_test_faces(Path(faces_dir), settings.cache_dir)
+    if args.faces:
+        faces = faces.head(args.faces)
+    rng = np.random.default_rng(args.seed)
+    photos = pd.DataFrame({"face_path": faces["path"].astype(str),
+                           "face_file": faces["file_name"],
+                           "customer_age": faces["real_age"].astype(float)})
+    queue = faces.sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
+    queue = queue.assign(path=queue["path"].astype(str))
+    plans = plan_frames(photos, queue, rng)
+    # A frame with nobody in it says nothing about ages: those plans get the customer back.
+    base = {**serving_options_from(settings, artifact), "size": version.image_size}
+    frame_options = ServingOptions(**{**base, "photo_format": "frames"})
+    crop_options = ServingOptions(**{**base, "photo_format": "crops"})
+
+    t0 = time.perf_counter()
+    frames = [render_frame(plan) for plan in plans["frame"]]
+    render_s = time.perf_counter() - t0
+    crops = [Path(path).read_bytes() for path in photos["face_path"]]
+    t0 = time.perf_counter()
+    frame_ages = _score(frames, frame_options)
+    crop_ages = _score(crops, crop_options)
+    score_s = time.perf_counter() - t0
+
+    truth = photos["customer_age"].to_numpy()
+    has_customer = np.array(['"customer"' in plan for plan in plans["frame"]])
+    found = has_customer & ~np.isnan(frame_ages) & ~np.isnan(crop_ages)
+    result: dict = {
+        "model": version.version, "image_size": version.image_size,
+        "artifact": {k: v for k, v in artifact.items() if k != "path"},
+        "detector": frame_options.detector, "seed": args.seed,
+        "test_faces": len(photos), "frames_with_the_customer": int(has_customer.sum()),
+        "customer_found_and_scored": int(found.sum()),
+        "render_s": round(render_s, 1), "score_s": round(score_s, 1),
+        "all": _paired(truth[found], crop_ages[found], frame_ages[found]),
+        "by_true_age": {},
+        "goal": {"gap_years_at_most": 0.3},
+    }
+    for low, high in BANDS:
+        band = found & (truth >= low) & (truth < high)
+        if band.sum() >= 2:
+            result["by_true_age"][f"{low}-{high - 1}"] = _paired(
+                truth[band], crop_ages[band], frame_ages[band])
+    result["run"] = run_record(started, load_before)
+    out = args.out or PROJECT / "bench" / "results" / f"bench_frame_gap-{version.version}.json"
+    publish(result, out, keep=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
