@@ -62,7 +62,7 @@ TRAIN_PROFILES: dict[str, dict[str, object]] = {
             "limit": None, "cpu_images_per_s": 50.0},
     "cpu": {"feature_cache": True, "size": 160, "backbone": "mobilenet_v2", "batch_size": 64,
             "head_epochs": 1, "epochs": 14, "learning_rate": 1e-3, "patience": 4,
-            "limit": None, "frozen_until": "block_12_add", "cpu_images_per_s": 300.0},
+            "limit": None, "frozen_until": "block_5_add", "cpu_images_per_s": 150.0},
     "quick": {"feature_cache": True, "size": 128, "backbone": "mobilenet_v2", "batch_size": 64,
               "head_epochs": 1, "epochs": 8, "learning_rate": 1e-3, "patience": 3,
               "limit": 3000, "frozen_until": "block_12_add", "cpu_images_per_s": 470.0},
