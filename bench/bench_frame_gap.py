@@ -19,6 +19,7 @@ Nothing of Spark or the registry's MLflow server is timed here; this is a qualit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,7 +69,7 @@ def main() -> int:
     parser.add_argument("--out", default=None,
                         help="results file (default bench/results/bench_frame_gap-<version>.json)")
     args = parser.parse_args()
-    started, load_before = time.time(), __import__("os").getloadavg()
+    started, load_before = time.time(), os.getloadavg()
 
     from jobs.daily.score_photos import serving_options_from
     from jobs.simulator.frames import plan_frames, render_frame
@@ -96,7 +97,6 @@ def main() -> int:
     queue = faces.sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
     queue = queue.assign(path=queue["path"].astype(str))
     plans = plan_frames(photos, queue, rng)
-    # A frame with nobody in it says nothing about ages: those plans get the customer back.
     base = {**serving_options_from(settings, artifact), "size": version.image_size}
     frame_options = ServingOptions(**{**base, "photo_format": "frames"})
     crop_options = ServingOptions(**{**base, "photo_format": "crops"})
@@ -111,6 +111,7 @@ def main() -> int:
     score_s = time.perf_counter() - t0
 
     truth = photos["customer_age"].to_numpy()
+    # A frame planned with nobody in it (the simulator's 4 %) says nothing about ages: left out.
     has_customer = np.array(['"customer"' in plan for plan in plans["frame"]])
     found = has_customer & ~np.isnan(frame_ages) & ~np.isnan(crop_ages)
     result: dict = {

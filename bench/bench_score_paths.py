@@ -56,7 +56,7 @@ class TreeUsage:
         import psutil
 
         self._psutil = psutil
-        self.peaks: dict[int, tuple[str, float]] = {}
+        self.peaks: dict[int, float] = {}  # MiB
         self.cpu: dict[int, float] = {}
         self.kinds: dict[int, str] = {}
         self._stop = threading.Event()
@@ -79,14 +79,13 @@ class TreeUsage:
             for proc in me.children(recursive=True):
                 try:
                     rss = proc.memory_info().rss / 2**20
-                    kind = self.kinds.get(proc.pid) or self.kinds.setdefault(
-                        proc.pid, self._kind(proc))
+                    if proc.pid not in self.kinds:
+                        self.kinds[proc.pid] = self._kind(proc)
                     times = proc.cpu_times()
                 except (self._psutil.NoSuchProcess, self._psutil.AccessDenied):
                     continue
                 self.cpu[proc.pid] = max(self.cpu.get(proc.pid, 0.0), times.user + times.system)
-                old = self.peaks.get(proc.pid, (kind, 0.0))
-                self.peaks[proc.pid] = (kind, max(old[1], rss))
+                self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0.0), rss)
             self._stop.wait(0.2)
 
     def __enter__(self) -> TreeUsage:
@@ -110,8 +109,9 @@ class TreeUsage:
         return out
 
     def summary(self) -> dict:
-        workers = sorted(mib for kind, mib in self.peaks.values() if kind == "python_worker")
-        jvm = [mib for kind, mib in self.peaks.values() if kind == "jvm"]
+        workers = sorted(mib for pid, mib in self.peaks.items()
+                         if self.kinds[pid] == "python_worker")
+        jvm = [mib for pid, mib in self.peaks.items() if self.kinds[pid] == "jvm"]
         return {"python_workers": len(workers),
                 "python_worker_peak_rss_mib_max": max(workers) if workers else None,
                 "python_worker_peak_rss_mib_each": [round(m) for m in workers],

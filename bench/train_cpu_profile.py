@@ -72,9 +72,9 @@ def _overrides(items: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
         name, _, text = item.partition("=")
-        kind = str(types.get(name, "str"))
         if name not in types:
             raise SystemExit(f"--set {item}: no TrainConfig field {name!r}")
+        kind = str(types[name])
         out[name] = (None if text == "None" else float(text) if kind.startswith("float")
                      else int(text) if kind.startswith("int") else text)
     return out

@@ -15,6 +15,7 @@ is an empty result.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -37,6 +38,8 @@ from jobs.contract import (
 from model.errors import UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import duckdb
 
 __all__ = ["DuckDBEngine", "Filters", "Result", "make_filters", "run_query"]
@@ -215,19 +218,29 @@ class DuckDBEngine:
             sources[table] = _with_contract_columns(table, parts)
         return sources, values, notes
 
-    def run(self, query: Query) -> Result:
-        """Execute `query`, binding its parameters and each table's files."""
-        import duckdb
-
+    def _prepared(self, query: Query) -> tuple[str, dict[str, Any], list[str]]:
+        """`query`'s SQL for this root, the values it binds, and notes (stale rollups)."""
         sources, values, notes = self._sources(query)
         sql = query.render(sources)
-        values = {**query.params, **values}
+        return sql, q.bound_values(sql, {**query.params, **values}), notes
+
+    @contextlib.contextmanager
+    def _reading(self, query: Query) -> Iterator[None]:
+        """A table without partitions: a UserError naming it, not DuckDB's "No files found"."""
+        import duckdb
+
         try:
-            cursor = self.con.execute(sql, q.bound_values(sql, values))
+            yield
         except duckdb.IOException as exc:
             if "No files found" in str(exc):
                 self._raise_missing(query.tables)
             raise
+
+    def run(self, query: Query) -> Result:
+        """Execute `query`, binding its parameters and each table's files."""
+        sql, values, notes = self._prepared(query)
+        with self._reading(query):
+            cursor = self.con.execute(sql, values)
         columns = [d[0] for d in cursor.description]
         return Result(query.name, columns, cursor.fetchall(), notes)
 
@@ -241,24 +254,17 @@ class DuckDBEngine:
         """
         import tempfile
 
-        import duckdb
-
-        sources, values, notes = self._sources(query)
-        sql = query.render(sources)
-        values = q.bound_values(sql, {**query.params, **values})
-        try:
+        sql, values, notes = self._prepared(query)
+        with self._reading(query):
             relation = self.con.sql(sql, params=values)
-        except duckdb.IOException as exc:
-            if "No files found" in str(exc):
-                self._raise_missing(query.tables)
-            raise
         if not all(str(t) in _CSV_AS_PYTHON_WRITES for t in relation.types):
             return None
         with tempfile.TemporaryDirectory(prefix="checkout-age-csv-") as folder:
-            path = str(Path(folder) / "answer.csv").replace("'", "''")
+            target = Path(folder) / "answer.csv"
+            quoted = str(target).replace("'", "''")
             written = self.con.execute(
-                f"COPY ({sql}) TO '{path}' (FORMAT csv, HEADER true)", values).fetchone()
-            with open(Path(folder, "answer.csv"), encoding="utf-8", newline="") as file:
+                f"COPY ({sql}) TO '{quoted}' (FORMAT csv, HEADER true)", values).fetchone()
+            with open(target, encoding="utf-8", newline="") as file:
                 text = file.read()  # newline="": a quoted \r stays a \r
         return Result(query.name, list(relation.columns), [], notes, csv=text,
                       csv_rows=int(written[0]) if written else 0)

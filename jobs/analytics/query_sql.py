@@ -181,11 +181,11 @@ day_segments AS (
   FROM base GROUP BY {scope}, date, store_id, age_group),
 segment_totals AS (
   SELECT scope, age_group, sum(segment_receipts) AS segment_receipts,
-         CAST(sum(CAST(segment_revenue_rub AS DECIMAL(18, 2))) AS DOUBLE) AS segment_revenue_rub
+         {segment_revenue_sum} AS segment_revenue_rub
   FROM day_segments GROUP BY scope, age_group),
 cells AS (
   SELECT {scope} AS scope, age_group, category, sum(receipts) AS receipts, sum(units) AS units,
-         CAST(sum(CAST(revenue_rub AS DECIMAL(18, 2))) AS DOUBLE) AS revenue_rub
+         {revenue_sum} AS revenue_rub
   FROM base WHERE {cell_where} GROUP BY {scope}, age_group, category),
 segment_rows AS (
   SELECT c.scope, c.age_group, c.category, c.receipts, c.units, c.revenue_rub,
@@ -206,7 +206,10 @@ def _segment_ctes(filters: Filters, *, by_store: bool) -> tuple[str, dict[str, A
     cell_where, cell_params = where_clause(filters, store=True, age=True)
     params.update(cell_params)
     scope = "store_id" if by_store else "'*'"
-    return _SEGMENT_TOTALS.format(where=where, cell_where=cell_where, scope=scope), params
+    return _SEGMENT_TOTALS.format(
+        where=where, cell_where=cell_where, scope=scope,
+        segment_revenue_sum=exact_sum("segment_revenue_rub", 2),
+        revenue_sum=exact_sum("revenue_rub", 2)), params
 
 
 def segments_query(filters: Filters, *, by_store: bool = False) -> Query:

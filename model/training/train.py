@@ -203,7 +203,7 @@ def _batches(train_x: np.ndarray, train_y: np.ndarray, valid_x: np.ndarray,
     train = FaceBatches(train_x, train_y, batch_size=config.batch_size, shuffle=True,
                         augment=True, seed=config.seed, max_shift=config.max_shift,
                         drop_remainder=True, mirrored=train_mirrored, workers=config.workers,
-                        camera_share=0.0 if train_mirrored is not None else config.camera_share)
+                        camera_share=config.camera_share)
     valid = FaceBatches(valid_x, valid_y, batch_size=config.batch_size, workers=config.workers)
     return train, valid
 
