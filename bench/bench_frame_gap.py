@@ -12,6 +12,8 @@ The same face's original crop is scored the same way, as a crop. The gap is the 
 difference of absolute errors over the faces found in their frame, with its standard error;
 also per age band, and Challenge 25 (minors estimated 25 or older) from frames and from crops.
 Issue 16's goal: a gap of at most 0.3 years, with the crop MAE not worse.
+To tell where the gap comes from, the same frames are also rendered easier (`VARIANTS`): each
+crop at its own size, hard-edged, with no camera loss; then with the simulator's feathered edge.
 
 Nothing of Spark or the registry's MLflow server is timed here; this is a quality figure.
 """
@@ -46,6 +48,10 @@ def _score(contents: list[bytes], options) -> np.ndarray:  # noqa: ANN001
     return np.array(ages, dtype=float)
 
 
+def _progress(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
 def _paired(truth: np.ndarray, crops: np.ndarray, frames: np.ndarray) -> dict:
     crop_err, frame_err = np.abs(crops - truth), np.abs(frames - truth)
     diff = frame_err - crop_err
@@ -60,12 +66,47 @@ def _paired(truth: np.ndarray, crops: np.ndarray, frames: np.ndarray) -> dict:
             "minors_ge_25_frames": float((frames[minors] >= 25).mean()) if minors.any() else None}
 
 
+# Frames made easier one step at a time, to tell where the gap comes from (`_variant_plan`):
+# "clean square": the crop pasted at its own 200 px, hard-edged, no blur, brightness or JPEG
+# loss (only detection and the serving crop differ from scoring the crop itself);
+# "clean feathered": the same with the simulator's feathered oval edge;
+# "camera": the simulator's frames as the score job gets them (the gap of issue 16);
+# "camera_square": those frames with the crop's corners kept (no oval a real camera never makes).
+VARIANTS = {"clean_square": {"feather": False, "clean": True},
+            "clean_feathered": {"feather": True, "clean": True},
+            "camera": {"feather": True, "clean": False},
+            "camera_square": {"feather": False, "clean": False}}
+
+
+def _variant_plan(frame: str, clean: bool) -> str:
+    """`frame`'s plan, or (`clean`) the same faces at their crop's own size (200 px side, the
+    paste kept inside the frame around its centre), no blur, brightness 1, JPEG quality 95."""
+    import json
+
+    from jobs.simulator.frames import FRAME_H, FRAME_W
+
+    if not clean:
+        return frame
+    plan = json.loads(frame)
+    plan.update(brightness=1.0, blur=0.0, quality=95)
+    for face in plan["faces"]:
+        side = 200 if face["role"] == "customer" else min(face["side"], 120)
+        cx, cy = face["x"] + face["side"] / 2, face["y"] + face["side"] / 2
+        face["x"] = int(min(max(cx - side / 2, 0), FRAME_W - side))
+        face["y"] = int(min(max(cy - side / 2, 0), FRAME_H - side))
+        face["side"] = side
+    return json.dumps(plan)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", default=None, help="model registry (default: settings)")
     parser.add_argument("--model", default="production", help="the version to measure")
     parser.add_argument("--faces", type=int, default=None, help="first N test faces (all)")
     parser.add_argument("--seed", type=int, default=5, help="the frames' random plans")
+    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS),
+                        default=["clean_square", "clean_feathered", "camera"],
+                        help="frame renderings to measure (default: all; the gap is 'camera')")
     parser.add_argument("--out", default=None,
                         help="results file (default bench/results/bench_frame_gap-<version>.json)")
     args = parser.parse_args()
@@ -101,14 +142,23 @@ def main() -> int:
     frame_options = ServingOptions(**{**base, "photo_format": "frames"})
     crop_options = ServingOptions(**{**base, "photo_format": "crops"})
 
-    t0 = time.perf_counter()
-    frames = [render_frame(plan) for plan in plans["frame"]]
-    render_s = time.perf_counter() - t0
     crops = [Path(path).read_bytes() for path in photos["face_path"]]
     t0 = time.perf_counter()
-    frame_ages = _score(frames, frame_options)
     crop_ages = _score(crops, crop_options)
     score_s = time.perf_counter() - t0
+    render_s, variant_ages = 0.0, {}
+    for name, how in VARIANTS.items():
+        if name not in args.variants:
+            continue
+        t0 = time.perf_counter()
+        frames = [render_frame(_variant_plan(plan, how["clean"]), feather=how["feather"])
+                  for plan in plans["frame"]]
+        t1 = time.perf_counter()
+        variant_ages[name] = _score(frames, frame_options)
+        render_s, score_s = render_s + t1 - t0, score_s + time.perf_counter() - t1
+        _progress(f"{name}: rendered and scored {len(frames)} frames in "
+                  f"{time.perf_counter() - t0:.0f} s")
+    frame_ages = variant_ages.get("camera", next(iter(variant_ages.values())))
 
     truth = photos["customer_age"].to_numpy()
     # A frame planned with nobody in it (the simulator's 4 %) says nothing about ages: left out.
@@ -124,7 +174,13 @@ def main() -> int:
         "all": _paired(truth[found], crop_ages[found], frame_ages[found]),
         "by_true_age": {},
         "goal": {"gap_years_at_most": 0.3},
+        "variants": {},
     }
+    for name, ages in variant_ages.items():  # each on the faces found in all of them
+        both = has_customer & ~np.isnan(crop_ages) & np.logical_and.reduce(
+            [~np.isnan(a) for a in variant_ages.values()])
+        result["variants"][name] = {**VARIANTS[name],
+                                    **_paired(truth[both], crop_ages[both], ages[both])}
     for low, high in BANDS:
         band = found & (truth >= low) & (truth < high)
         if band.sum() >= 2:

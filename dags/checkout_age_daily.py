@@ -53,6 +53,10 @@ SPARK = {
         "PYSPARK_PYTHON": f"{VENV}/bin/python",
         "PYSPARK_DRIVER_PYTHON": f"{VENV}/bin/python",
         "PYTHONHASHSEED": "0",
+        # The driver JVM's options, as jobs/daily/spark.py DRIVER_JVM_OPTIONS gives them (this
+        # file stays free of project imports); the worker's own SPARK_SUBMIT_OPTS wins.
+        "SPARK_SUBMIT_OPTS": os.environ.get("SPARK_SUBMIT_OPTS",
+                                            "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"),
     },
 }
 

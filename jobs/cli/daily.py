@@ -35,6 +35,14 @@ def spark_submit_command(script: str, master: str, job_args: list[str],
     ]
 
 
+def _has_fileno(stream: object) -> bool:
+    try:
+        stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
 def _submit(script: str, master: str, job_args: list[str]) -> dict:
     """Run a job through spark-submit; return the JSON it wrote, or raise UserError."""
     from jobs.daily.spark import launch_env
@@ -43,7 +51,10 @@ def _submit(script: str, master: str, job_args: list[str]) -> dict:
         out = Path(tmp) / "result.json"
         command = spark_submit_command(script, master, [*job_args, "--result-json", str(out)])
         log.info("running %s", " ".join(command))
-        status = subprocess.run(command, env=launch_env(), stdout=subprocess.DEVNULL, check=False)
+        # spark-submit's Python driver writes its log to its stdout (the JVM merges the two):
+        # onto our stderr, so an operator sees why a job failed; our stdout stays the result.
+        status = subprocess.run(command, env=launch_env(), stdout=sys.stderr.fileno()
+                                if _has_fileno(sys.stderr) else subprocess.DEVNULL, check=False)
         if status.returncode != 0 or not out.is_file():
             raise UserError(f"{script} failed with exit status {status.returncode} (log above)")
         return json.loads(out.read_text())

@@ -38,7 +38,7 @@ def _faces(args: argparse.Namespace, settings) -> Path:
 # `model train` flags that are knobs of `model.profiles.TrainConfig` (None: the profile's value).
 _CONFIG_FLAGS = ("size", "backbone", "head", "head_epochs", "epochs", "batch_size", "seed",
                  "learning_rate", "patience", "limit", "mixed_precision", "frozen_until",
-                 "camera_share")
+                 "camera_share", "age_balance")
 
 
 def train_config_from_args(args: argparse.Namespace, settings):
@@ -292,6 +292,9 @@ def _add_train(subparsers: argparse._SubParsersAction, settings) -> None:
     train.add_argument("--camera-share", type=float, metavar="P",
                        help="chance a training face is seen as a checkout camera delivers it "
                             "(small, blurred, re-exposed, JPEG) in an epoch")
+    train.add_argument("--age-balance", type=float, metavar="E",
+                       help="weigh each face's loss by its 5-year band's share ** -E (0: "
+                            "alike; 0.5 lifts the sparse 65+ and teen bands)")
     train.add_argument("--learning-rate", type=float, help="peak fine-tuning learning rate")
     train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
     train.add_argument("--limit", type=int, help="train on a random subset of N usable rows")

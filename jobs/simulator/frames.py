@@ -116,8 +116,12 @@ def _feather_mask(side: int) -> Image.Image:
     return Image.fromarray((alpha * 255).astype(np.uint8))
 
 
-def render_frame(frame: str) -> bytes:
-    """JPEG bytes of one plan (`plan_frames`'s `frame` value); same plan, same bytes."""
+def render_frame(frame: str, *, feather: bool = True) -> bytes:
+    """JPEG bytes of one plan (`plan_frames`'s `frame` value); same plan, same bytes.
+
+    `feather` False pastes each crop as a hard-edged square, its corners kept (the frame-gap
+    bench uses it to tell the feathered edge's share of the gap from the camera's).
+    """
     plan = json.loads(frame)
     rng = np.random.default_rng(plan["seed"])
     image = background(rng)
@@ -125,7 +129,7 @@ def render_frame(frame: str) -> bytes:
         side = face["side"]
         with Image.open(face["path"]) as crop:
             pasted = crop.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
-        image.paste(pasted, (face["x"], face["y"]), _feather_mask(side))
+        image.paste(pasted, (face["x"], face["y"]), _feather_mask(side) if feather else None)
     gain = plan["brightness"]
     image = image.point([min(255, int(v * gain)) for v in range(256)] * 3)
     if plan["blur"] > 0.05:

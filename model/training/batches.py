@@ -13,6 +13,22 @@ import numpy as np
 from model.training.augment import augment_batch, camera_views
 
 
+def age_weights(ages: np.ndarray, balance: float, band_years: int = 5) -> np.ndarray:
+    """Loss weights that lift sparse ages: (share of `ages` in a face's band) ** -`balance`,
+    scaled to mean 1 (so the learning rate means the same). `balance` 0: all ones.
+
+    The weights are capped at 10x the smallest so a band of a few faces cannot dominate.
+    """
+    ages = np.asarray(ages, dtype=np.float64).reshape(-1)
+    if balance <= 0 or len(ages) == 0:
+        return np.ones(len(ages), dtype=np.float32)
+    bands = np.floor(ages / band_years).astype(np.int64)
+    _, inverse, counts = np.unique(bands, return_inverse=True, return_counts=True)
+    weights = (counts[inverse] / len(ages)) ** -balance
+    weights = np.minimum(weights, 10 * weights.min())
+    return (weights / weights.mean()).astype(np.float32)
+
+
 class FaceBatches(keras.utils.PyDataset):
     """Face images and ages as float32 batches `(x (n, S, S, 3) in 0..255, y (n, 1))`.
 
@@ -28,6 +44,7 @@ class FaceBatches(keras.utils.PyDataset):
             same shape, so nothing is traced or compiled again mid-epoch).
         camera_share: chance that a training image (pixels, not `mirrored` rows) is replaced
             by a checkout camera's view of it (`augment.camera_view`) in an epoch.
+        weights: per-row loss weights; batches are then `(x, y, w)` (`age_weights`).
         mirrored: the images' mirror-image counterparts (e.g. activations of the flipped
             pictures, which are not the flipped activations); augmentation then takes a row
             from here instead of flipping it.
@@ -47,6 +64,7 @@ class FaceBatches(keras.utils.PyDataset):
         drop_remainder: bool = False,
         mirrored: np.ndarray | None = None,
         camera_share: float = 0.0,
+        weights: np.ndarray | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
@@ -56,7 +74,10 @@ class FaceBatches(keras.utils.PyDataset):
             raise ValueError("no images to batch")
         if mirrored is not None and mirrored.shape != images.shape:
             raise ValueError(f"mirrored rows {mirrored.shape} differ from images {images.shape}")
+        if weights is not None and len(weights) != len(images):
+            raise ValueError(f"{len(weights)} weights but {len(images)} images")
         self.images = images
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         self.mirrored = mirrored
         self.camera_share = camera_share
         self.ages = np.asarray(ages, dtype=np.float32).reshape(-1, 1)
@@ -79,7 +100,7 @@ class FaceBatches(keras.utils.PyDataset):
             return len(self.images) // self.batch_size
         return -(-len(self.images) // self.batch_size)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         batch = self.images[rows]
         if self.augment:
@@ -92,6 +113,8 @@ class FaceBatches(keras.utils.PyDataset):
                 flips = rng.random(len(rows)) < 0.5
                 batch[flips] = self.mirrored[rows[flips]]
                 batch = augment_batch(batch, rng, flip_prob=0.0, max_shift=self.max_shift)
+        if self.weights is not None:
+            return batch.astype(np.float32), self.ages[rows], self.weights[rows]
         return batch.astype(np.float32), self.ages[rows]
 
     def on_epoch_end(self) -> None:

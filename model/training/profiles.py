@@ -55,6 +55,9 @@ class TrainConfig:
     # Chance that a training face is seen, in an epoch, as a checkout camera delivers it
     # (low resolution, blur, exposure, white balance, JPEG: `augment.camera_view`).
     camera_share: float = 0.0
+    # Loss weight of a face: (share of training faces in its 5-year age band) ** -age_balance,
+    # scaled to mean 1. 0 weighs every face alike; 0.5 lifts the sparse old and teen bands.
+    age_balance: float = 0.0
     bn_momentum: float = 0.9
     mixed_precision: str = "auto"  # "auto" (on when a GPU/TPU is present), "on", "off"
     workers: int = 1  # PyDataset worker threads

@@ -47,7 +47,7 @@ from model.lifecycle.registry import ModelRegistry
 from model.lifecycle.tracking import tracked_run
 from model.serving.net import backbone_of, build_age_model, set_batchnorm_momentum
 from model.training.augment import camera_views
-from model.training.batches import FaceBatches
+from model.training.batches import FaceBatches, age_weights
 from model.training.profiles import TrainConfig, estimate_minutes
 
 __all__ = ["FitResult", "TrainConfig", "fit_age_model", "train_model"]
@@ -203,7 +203,9 @@ def _batches(train_x: np.ndarray, train_y: np.ndarray, valid_x: np.ndarray,
     train = FaceBatches(train_x, train_y, batch_size=config.batch_size, shuffle=True,
                         augment=True, seed=config.seed, max_shift=config.max_shift,
                         drop_remainder=True, mirrored=train_mirrored, workers=config.workers,
-                        camera_share=config.camera_share)
+                        camera_share=config.camera_share,
+                        weights=age_weights(train_y, config.age_balance)
+                        if config.age_balance > 0 else None)
     valid = FaceBatches(valid_x, valid_y, batch_size=config.batch_size, workers=config.workers)
     return train, valid
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -122,6 +123,11 @@ def test_daily_dag_is_one_run_per_day_and_waits_for_the_landing_marker(dagbag):
         assert spark._conn_id == "spark_default"
         assert spark._spark_binary.endswith("/.venv/bin/spark-submit")
         assert spark.env_vars["PYSPARK_PYTHON"].endswith("/.venv/bin/python")
+        # The driver JVM runs with the jobs' own options (one constant, copied in the DAG file).
+        from jobs.daily.spark import DRIVER_JVM_OPTIONS
+
+        assert spark.env_vars["SPARK_SUBMIT_OPTS"] == os.environ.get("SPARK_SUBMIT_OPTS",
+                                                                     DRIVER_JVM_OPTIONS)
 
 
 def test_retrain_dag_promotion_updates_the_production_asset(dagbag):

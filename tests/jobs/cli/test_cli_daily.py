@@ -80,3 +80,20 @@ def test_bad_date_is_one_line_user_error(tmp_path, capsys):
         assert main([command, "--date", "2026-02-30", "--root", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.strip() == "checkout-age: error: date '2026-02-30' is not a calendar date"
+
+
+@pytest.mark.slow
+def test_a_failing_job_shows_its_own_error_to_the_user(tmp_path):
+    """The driver's log (spark-submit merges it into the job's stdout) reaches our stderr."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).parent / "checkout-age"
+    done = subprocess.run(
+        [str(cli), "score", "--date", REPORTED_DAY, "--root", str(tmp_path / "data"),
+         "--registry", str(tmp_path / "no-registry"), "--model", "v0042", "--master", "local[1]"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "ERROR jobs.daily.score_photos" in done.stderr, done.stderr[-2000:]
+    assert "v0042" in done.stderr and done.stdout == ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.training.batches import FaceBatches
+from model.training.batches import FaceBatches, age_weights
 
 
 def _data(count: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -51,3 +51,25 @@ def test_augmented_batches_are_reproducible() -> None:
     np.testing.assert_array_equal(one[1][0], two[1][0])
     plain = FaceBatches(images, ages, batch_size=3, shuffle=True, augment=False, seed=1)
     assert not np.array_equal(one[0][0], plain[0][0])
+
+
+def test_age_weights_lift_sparse_bands_with_mean_one_and_a_cap() -> None:
+    ages = np.array([22.0] * 90 + [70.0] * 9 + [90.0])
+    weights = age_weights(ages, 0.5)
+    assert weights.shape == (100,) and abs(float(weights.mean()) - 1.0) < 1e-6
+    dense, sparse, rarest = weights[0], weights[90], weights[99]
+    # (share ** -0.5): a band of 9 % weighs sqrt(90 / 9) times one of 90 %.
+    assert abs(sparse / dense - np.sqrt(10)) < 1e-5
+    assert abs(rarest / dense - np.sqrt(90)) < 1e-4  # under the cap of 10x
+    np.testing.assert_array_equal(age_weights(ages, 0.0), np.ones(100, dtype=np.float32))
+    capped = age_weights(ages, 1.0)  # 90x apart uncapped
+    assert abs(capped.max() / capped.min() - 10) < 1e-4
+
+
+def test_weighted_batches_keep_each_weight_with_its_row() -> None:
+    images, ages = _data(10)
+    weights = np.arange(10, dtype=np.float32) / 10
+    batches = FaceBatches(images, ages, batch_size=4, shuffle=True, seed=3, weights=weights)
+    x, y, w = batches[1]
+    np.testing.assert_array_equal(w, x[:, 0, 0, 0] / 10)
+    np.testing.assert_array_equal(y[:, 0], x[:, 0, 0, 0] + 20)
