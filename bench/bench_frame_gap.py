@@ -32,7 +32,7 @@ import pandas as pd
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from bench.run_record import publish, run_record  # noqa: E402
+from bench.run_record import progress, publish, run_record  # noqa: E402
 
 BANDS = [(0, 13), (13, 18), (18, 25), (25, 35), (35, 45), (45, 55), (55, 65), (65, 120)]
 
@@ -46,10 +46,6 @@ def _score(contents: list[bytes], options) -> np.ndarray:  # noqa: ANN001
         ages += [np.nan if row["age_pred_years"] is None else row["age_pred_years"]
                  for row in rows]
     return np.array(ages, dtype=float)
-
-
-def _progress(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def _paired(truth: np.ndarray, crops: np.ndarray, frames: np.ndarray) -> dict:
@@ -106,7 +102,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=5, help="the frames' random plans")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS),
                         default=["clean_square", "clean_feathered", "camera"],
-                        help="frame renderings to measure (default: all; the gap is 'camera')")
+                        help="frame renderings to measure (default: all but camera_square; the gap "
+                             "is 'camera')")
     parser.add_argument("--out", default=None,
                         help="results file (default bench/results/bench_frame_gap-<version>.json)")
     args = parser.parse_args()
@@ -156,7 +153,7 @@ def main() -> int:
         t1 = time.perf_counter()
         variant_ages[name] = _score(frames, frame_options)
         render_s, score_s = render_s + t1 - t0, score_s + time.perf_counter() - t1
-        _progress(f"{name}: rendered and scored {len(frames)} frames in "
+        progress(f"{name}: rendered and scored {len(frames)} frames in "
                   f"{time.perf_counter() - t0:.0f} s")
     frame_ages = variant_ages.get("camera", next(iter(variant_ages.values())))
 
@@ -176,9 +173,10 @@ def main() -> int:
         "goal": {"gap_years_at_most": 0.3},
         "variants": {},
     }
-    for name, ages in variant_ages.items():  # each on the faces found in all of them
-        both = has_customer & ~np.isnan(crop_ages) & np.logical_and.reduce(
-            [~np.isnan(a) for a in variant_ages.values()])
+    # Every variant on the same faces: those found in all of them.
+    both = has_customer & ~np.isnan(crop_ages) & np.logical_and.reduce(
+        [~np.isnan(a) for a in variant_ages.values()])
+    for name, ages in variant_ages.items():
         result["variants"][name] = {**VARIANTS[name],
                                     **_paired(truth[both], crop_ages[both], ages[both])}
     for low, high in BANDS:

@@ -37,10 +37,12 @@ import pandas as pd
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
-from bench.run_record import publish, run_record  # noqa: E402
+
+from bench.run_record import progress, publish, run_record  # noqa: E402
 
 RESULTS = PROJECT / "bench" / "results" / "bench_score_paths.json"
 DAY = "2026-03-14"
+JVM_DEFAULTS = "new_jvm_defaults"  # the results' key of the serving path on Java's defaults
 CLI = Path(sys.executable).parent / "checkout-age"
 
 
@@ -121,14 +123,9 @@ class TreeUsage:
                 "jvm_peak_rss_mib": max(jvm) if jvm else None}
 
 
-def _progress(message: str) -> None:
-    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {message}\n")
-    sys.stderr.flush()
-
-
 def score_job(root: Path, registry: Path, version: str, env: dict) -> dict:
     """`checkout-age score` once: its result, wall, core-seconds, utilisation, memory."""
-    _progress(f"score {root.parent.name} with {version}")
+    progress(f"score {root.parent.name} with {version}")
     wall = time.perf_counter()
     with TreeUsage() as usage:
         done = subprocess.run([str(CLI), "score", "--date", DAY, "--root", str(root), "--model",
@@ -255,7 +252,7 @@ def main() -> int:
             source.model_path, source.metrics, source.config,
             str(source.config.get("dataset_fingerprint")), "bench copy", [], extra_files=kept)
         t0 = time.perf_counter()
-        _progress(f"publishing {source.version}'s model again, with its artifact")
+        progress(f"publishing {source.version}'s model again, with its artifact")
         done = subprocess.run([str(CLI), "model", "register", str(source.model_path), "--faces",
                                str(faces_dir), "--version-only"],
                               env={**env, "MODEL_REGISTRY": str(registry)},
@@ -273,7 +270,7 @@ def main() -> int:
             day = simulate_day(faces, DAY, stores, per_store, seed=11, frames=frames)
             write_day(day, str(tmp / label / "root"))
             days[label] = day
-        _progress("stages")
+        progress("stages")
         frame_plans = days["frames"].photos
         frame_plans = frame_plans[frame_plans.corrupt == ""].head(60 if args.quick else 200)
         result["stages_core_s"] = stages([render_frame(p) for p in frame_plans.frame],
@@ -281,15 +278,16 @@ def main() -> int:
                                          {**artifact, "size": source.image_size}, settings)
         for label in ("frames", "crops"):
             root = tmp / label / "root"
-            runs: dict[str, list] = {"today": [], "new": [], "new_jvm_defaults": []}
+            # JVM_DEFAULTS: the serving path with Java's own JVM options, not DRIVER_JVM_OPTIONS
+            runs: dict[str, list] = {"today": [], "new": [], JVM_DEFAULTS: []}
             ages = {}
             for _ in range(args.repeats):
                 for path in runs:  # alternating: all see the same neighbours
-                    version = versions["today" if path == "today" else "new"]
-                    # new_jvm_defaults: the JVM without DRIVER_JVM_OPTIONS (Java's defaults)
-                    job_env = {**env, "SPARK_SUBMIT_OPTS": ""} if path.endswith("defaults") else env
-                    runs[path].append(score_job(root, registry, version, job_env))
-                    if path != "new_jvm_defaults":
+                    plain_jvm = path == JVM_DEFAULTS
+                    job_env = {**env, "SPARK_SUBMIT_OPTS": ""} if plain_jvm else env
+                    runs[path].append(score_job(root, registry,
+                                                versions["new" if plain_jvm else path], job_env))
+                    if not plain_jvm:
                         ages[path] = _ages(root)
             both = ages["today"].index.intersection(ages["new"].index)
             diff = (ages["today"][both] - ages["new"][both]).abs()
@@ -302,10 +300,8 @@ def main() -> int:
             job = result["jobs"][label]
             job["speedup_wall"] = job["today"]["seconds"] / job["new"]["seconds"]
             job["speedup_core_s"] = job["today"]["core_s"] / job["new"]["core_s"]
-            job["jvm_options_speedup_wall"] = (job["new_jvm_defaults"]["seconds"]
-                                               / job["new"]["seconds"])
-            job["jvm_options_speedup_core_s"] = (job["new_jvm_defaults"]["core_s"]
-                                                 / job["new"]["core_s"])
+            job["jvm_options_speedup_wall"] = job[JVM_DEFAULTS]["seconds"] / job["new"]["seconds"]
+            job["jvm_options_speedup_core_s"] = job[JVM_DEFAULTS]["core_s"] / job["new"]["core_s"]
     result["goals"] = {"frames_per_s": 60, "crops_per_s": 150, "core_utilisation": 0.95}
     result["run"] = run_record(started, load_before)
     publish(result, args.out, keep=not args.quick)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -34,3 +35,9 @@ def publish(result: dict, out: str | Path, *, keep: bool) -> None:
     print(text)  # noqa: T201 - a benchmark's output is its figures
     if keep:
         Path(out).write_text(text + "\n")
+
+
+def progress(message: str) -> None:
+    """One timestamped progress line on stderr (stdout carries the results JSON)."""
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+    sys.stderr.flush()

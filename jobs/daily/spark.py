@@ -25,8 +25,8 @@ DEFAULT_ARROW_BATCH_ROWS = 256
 
 # JVM options of the driver (in local mode also the executor): a daily job lives a minute, too
 # short for the JIT's optimising tier and the parallel collector to pay for their own CPU. Only
-# the C1 tier and the serial collector cut the score job's JVM from 38 to 19 core-s on a
-# 1,200-photo day and its wall time by a sixth (bench/results/bench_score_paths.json). An
+# the C1 tier and the serial collector cut the score job's JVM from 38-49 to 21-27 core-s on a
+# 1,151-photo day, its wall time by 5-10 % (bench/results/bench_score_paths.json). An
 # operator's own SPARK_SUBMIT_OPTS wins; cluster executors are not touched.
 DRIVER_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
