@@ -140,6 +140,9 @@ class Settings:
 
     # Serving artifact (model/serving/artifact.py): made when a version is published.
     serving_threads: int = 1  # inference threads per Python worker (one worker per core)
+    # OpenVINO pins its inference threads to cores; every worker process picks the same first
+    # core, so two workers shared one (bench/results/bench_score_scale.json). Off by default.
+    serving_cpu_pinning: bool = False
     serving_max_diff_years: float = 0.05  # fp32 artifact vs Keras on the validation split
     serving_bf16_max_mae_increase: float = 0.05  # bf16 kept only within this MAE (years)
     serving_bf16_max_diff_years: float = 1.0  # ... and with no face further than this from Keras
@@ -227,7 +230,7 @@ def load_settings() -> Settings:
         raw = _env(f"CHECKOUT_AGE_{name.upper()}")
         if raw is not None:
             changes[name] = cast(raw)
-    for name in ("photo_minimisation",):
+    for name in ("photo_minimisation", "serving_cpu_pinning"):
         raw = _env(f"CHECKOUT_AGE_{name.upper()}")
         if raw is not None:
             if raw.lower() not in _BOOLEANS:

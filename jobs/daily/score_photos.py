@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import time
 from collections.abc import Iterator  # resolved at runtime by pandas_udf's type hints
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -148,14 +150,51 @@ def serve_udf(options: dict, limits: dict[str, int] | None = None):  # -> pandas
         from model.serving.score import SCORED_COLUMNS, ServingOptions, score_contents
 
         serving = ServingOptions(**options)
+        usage = TaskUsage()
         for content in batches:
-            rows = score_contents(list(content), serving, limits)
+            with usage.scoring(len(content)):
+                rows = score_contents(list(content), serving, limits)
             yield pd.DataFrame(rows, columns=list(SCORED_COLUMNS)).astype(
                 {"faces_found": "Int32", "face_x": "Int32", "face_y": "Int32",
                  "face_w": "Int32", "face_h": "Int32", "face_confidence": "float64",
                  "age_pred_years": "float32"})
+        usage.report()
 
     return serve.asNondeterministic()
+
+
+class TaskUsage:
+    """CPU of one scoring task in its Python worker, for the worker's log (stderr).
+
+    Splits the worker process's CPU into the scoring itself and the rest (start-up, imports,
+    Arrow and pandas conversions), the figure that says where a slow job's time goes.
+    """
+
+    def __init__(self) -> None:
+        self.photos = 0
+        self.scoring_core_s = 0.0
+        self.started_core_s = time.process_time()  # what the worker spent before this task
+
+    @contextmanager
+    def scoring(self, photos: int) -> Iterator[None]:
+        """Count `photos` and the CPU of the block as scoring."""
+        before = time.process_time()
+        try:
+            yield
+        finally:
+            self.scoring_core_s += time.process_time() - before
+            self.photos += photos
+
+    def report(self) -> None:
+        """One line on the worker's stderr (the job's log in local mode, the executor's else)."""
+        total = time.process_time()
+        per_photo = self.scoring_core_s / self.photos if self.photos else 0.0
+        sys.stderr.write(
+            f"score task: {self.photos} photos, scoring {self.scoring_core_s:.1f} core-s "
+            f"({per_photo:.4f} per photo), the rest of the task "
+            f"{total - self.started_core_s - self.scoring_core_s:.1f}, the worker before it "
+            f"{self.started_core_s:.1f} (pid {os.getpid()})\n")
+        sys.stderr.flush()
 
 
 def score_inventory_served(inventory: DataFrame, serve) -> DataFrame:
@@ -344,7 +383,8 @@ def serving_options_from(settings: Settings, artifact: dict) -> dict:
         raise UserError(f"CHECKOUT_AGE_FACE_DETECTOR={detector!r}: expected {YUNET} or {MTCNN}")
     yunet = detector == YUNET
     return {"artifact": str(artifact["path"]), "precision": artifact["precision"],
-            "threads": settings.serving_threads, "detector": detector,
+            "threads": settings.serving_threads, "cpu_pinning": settings.serving_cpu_pinning,
+            "detector": detector,
             "detect_width": settings.yunet_width_px if yunet else settings.detect_width_px,
             "min_confidence": (settings.yunet_min_confidence if yunet
                                else settings.min_face_confidence),
@@ -367,6 +407,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for spark-submit: resolve the model, build the session, run, print counts."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from jobs.contract import check_date, normalise_root
     from jobs.daily.run_lock import day_lock
     from jobs.daily.spark import build_spark, emit_result
@@ -380,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = args.settings
     try:
         run_date = check_date(args.date)
+        # The Spark session starts in the JVM while this thread imports MLflow and resolves the
+        # model: both take seconds of one core each, and the machine has more than one.
+        session = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
+            build_spark, "checkout-age-score", args.master)
         # Resolved once, here on the driver: the whole run uses this version (its files are
         # local after `resolve`); the workers load its model file once each and never see MLflow.
         version = ModelRegistry(args.registry, cache_dir=settings.cache_dir / "models").resolve(
@@ -397,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(TensorFlow in every worker, several times slower)", version.version)
         serving = serving_options_from(settings, artifact) if artifact is not None else None
         with day_lock(args.root, run_date, "score_photos"):  # one run of a day at a time
-            spark = build_spark("checkout-age-score", args.master)
+            spark = session.result()
             counts = run(
                 spark, root=normalise_root(args.root), run_date=run_date,
                 model_path=str(version.model_path), model_version=version.version,

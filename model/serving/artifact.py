@@ -15,7 +15,7 @@ TensorFlow or Keras. Two runtimes are supported, both reading a file of their ow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,7 @@ class AgeRuntime:
     precision: str
     size: int
     _run: object  # callable: float32 (N, S, S, 3) -> (N,) or (N, 1)
+    properties: dict = field(default_factory=dict)  # what the runtime compiled with (OpenVINO)
 
     def predict(self, images: np.ndarray, batch_size: int = 64,
                 flip_tta: bool = True) -> np.ndarray:
@@ -87,7 +88,8 @@ class AgeRuntime:
         return out
 
 
-def load_runtime(path: Path | str, *, threads: int = 0, precision: str = "f32") -> AgeRuntime:
+def load_runtime(path: Path | str, *, threads: int = 0, precision: str = "f32",
+                 cpu_pinning: bool = False) -> AgeRuntime:
     """Load an artifact (`.xml`: OpenVINO, `.onnx`: ONNX Runtime) for inference on the CPU.
 
     Args:
@@ -95,12 +97,14 @@ def load_runtime(path: Path | str, *, threads: int = 0, precision: str = "f32") 
         threads: inference threads (0: the runtime's default, every core).
         precision: "f32" (matches Keras) or "bf16" (OpenVINO only: its CPU plugin's reduced
             precision on AVX512_BF16 CPUs).
+        cpu_pinning: let OpenVINO bind its inference threads to cores (off: several worker
+            processes on one machine would all bind to the same core).
     """
     path = Path(path)
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}, expected one of {PRECISIONS}")
     if path.suffix == ".xml":
-        return _openvino(path, threads, precision)
+        return _openvino(path, threads, precision, cpu_pinning)
     if path.suffix == ".onnx":
         if precision != "f32":
             raise ValueError("ONNX Runtime artifacts run in f32 only")
@@ -108,13 +112,17 @@ def load_runtime(path: Path | str, *, threads: int = 0, precision: str = "f32") 
     raise ValueError(f"{path}: not an artifact (.xml for OpenVINO, .onnx for ONNX Runtime)")
 
 
-def _openvino(path: Path, threads: int, precision: str) -> AgeRuntime:
+def _openvino(path: Path, threads: int, precision: str, cpu_pinning: bool) -> AgeRuntime:
     import openvino as ov
 
     core = ov.Core()
     model = core.read_model(str(path))
     size = int(model.inputs[0].get_partial_shape()[1].get_length())
-    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    # Pinning binds the inference threads to cores chosen inside this process alone: every
+    # Spark worker picked the same first core, and two workers' inference shared it
+    # (crops 1.5x slower with two workers than with one; bench/results/bench_score_scale.json).
+    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+              "ENABLE_CPU_PINNING": cpu_pinning}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(model, "CPU", config)
@@ -123,7 +131,9 @@ def _openvino(path: Path, threads: int, precision: str) -> AgeRuntime:
     def run(batch: np.ndarray) -> np.ndarray:
         return request.infer({0: batch})[compiled.outputs[0]]
 
-    return AgeRuntime(OPENVINO, precision, size, run)
+    properties = {name: compiled.get_property(name) for name in
+                  ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "ENABLE_CPU_PINNING")}
+    return AgeRuntime(OPENVINO, precision, size, run, properties)
 
 
 def _onnxruntime(path: Path, threads: int) -> AgeRuntime:

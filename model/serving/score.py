@@ -40,6 +40,7 @@ class ServingOptions:
     artifact: str  # the artifact file (age.xml)
     precision: str = "f32"
     threads: int = 1
+    cpu_pinning: bool = False  # OpenVINO's thread pinning (Settings.serving_cpu_pinning)
     size: int = 160
     batch_size: int = 64
     detector: str = YUNET
@@ -51,11 +52,12 @@ class ServingOptions:
 
 
 @lru_cache(maxsize=2)
-def shared_runtime(artifact: str, precision: str, threads: int):  # -> AgeRuntime
+def shared_runtime(artifact: str, precision: str, threads: int,
+                   cpu_pinning: bool = False):  # -> AgeRuntime
     """The artifact loaded once per process (Spark reuses its Python workers between tasks)."""
     from model.serving.artifact import load_runtime
 
-    return load_runtime(artifact, threads=threads, precision=precision)
+    return load_runtime(artifact, threads=threads, precision=precision, cpu_pinning=cpu_pinning)
 
 
 @lru_cache(maxsize=2)
@@ -107,7 +109,8 @@ def score_contents(contents: list[bytes | None], options: ServingOptions,
             pixels.append(crop)
             scored_rows.append(len(rows) - 1)
     if pixels:
-        runtime = shared_runtime(options.artifact, options.precision, options.threads)
+        runtime = shared_runtime(options.artifact, options.precision, options.threads,
+                                 options.cpu_pinning)
         ages = runtime.predict(np.stack(pixels), batch_size=options.batch_size)
         for i, age in zip(scored_rows, ages, strict=True):
             rows[i]["age_pred_years"] = float(age)

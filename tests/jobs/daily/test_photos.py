@@ -221,3 +221,30 @@ def test_serving_udf_equals_in_process_serving_on_frames_and_crops(spark, faces_
     assert (rows["meta"].reason, rows["meta"].age_pred_years) == ("missing_file", None)
     assert sorted(r.photo_id for r in photo_scores(scored, "v9").collect()) == [
         "f0", "f1", "f2", "f4"]
+
+
+def test_task_usage_splits_the_workers_cpu_and_reports_it(capsys):
+    """The serving worker's log line: photos counted per block, the scoring's CPU apart from
+    the rest of the task."""
+    import time
+
+    from jobs.daily.score_photos import TaskUsage
+
+    def burn(seconds: float) -> None:
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    usage = TaskUsage()
+    with usage.scoring(3):
+        burn(0.2)
+    burn(0.1)  # between batches: Arrow and pandas work in a real task
+    with usage.scoring(2):
+        burn(0.2)
+    usage.report()
+    assert usage.photos == 5
+    assert 0.4 <= usage.scoring_core_s < 0.5
+    line = capsys.readouterr().err
+    assert line.startswith("score task: 5 photos, scoring 0.4 core-s (0.08")
+    rest = float(line.split("the rest of the task ")[1].split(",")[0])
+    assert 0.1 <= rest < 1.0  # other threads of this process (Spark's py4j) may add a little

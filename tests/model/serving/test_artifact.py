@@ -64,6 +64,27 @@ def test_fp32_artifact_matches_keras_and_is_recorded(published):
                       and bf16["max_abs_diff_vs_keras_years"] <= 1.0)
 
 
+def test_workers_runtime_leaves_the_os_to_place_its_thread(published, monkeypatch):
+    """OpenVINO pins its inference threads by default, and every worker process pinned to the
+    same core; the serving runtime compiles without pinning unless the setting asks for it."""
+    from jobs.daily.score_photos import serving_options_from
+    from model.config import load_settings
+    from model.serving.artifact import load_runtime
+
+    artifact = read_artifact(published[0])
+    options = serving_options_from(load_settings(), artifact)
+    runtime = load_runtime(artifact["path"], threads=options["threads"],
+                           cpu_pinning=options["cpu_pinning"])
+    assert runtime.properties["ENABLE_CPU_PINNING"] is False
+    assert runtime.properties["INFERENCE_NUM_THREADS"] == 1
+    monkeypatch.setenv("CHECKOUT_AGE_SERVING_CPU_PINNING", "true")
+    options = serving_options_from(load_settings(), artifact)
+    pinned = load_runtime(artifact["path"], threads=1, cpu_pinning=options["cpu_pinning"])
+    assert pinned.properties["ENABLE_CPU_PINNING"] is True
+    images = np.zeros((2, SIZE, SIZE, 3), np.uint8)
+    assert np.allclose(pinned.predict(images), runtime.predict(images))
+
+
 def test_an_artifact_that_does_not_match_is_not_kept(faces, published, tmp_path):
     import keras
 

@@ -1,0 +1,150 @@
+"""Benchmark: the score job's fixed cost and its cost per photo, from days of growing size.
+
+A chain's day is hundreds of thousands of photos; a test day is 1,200. The whole-job rate of a
+small day is mostly Spark's and the driver's start, so this bench runs the serving path
+(`checkout-age score`, spark-submit, `local[2]`, the version's OpenVINO artifact and YuNet) on
+simulated days of several sizes, alternating the sizes, and fits wall = fixed + n x per photo
+(least squares over every run) for frames and for face crops. The per-photo wall is the rate a
+large day runs at; the fixed part is what a day pays once. Also per job: core-seconds by
+process (`bench_score_paths.TreeUsage`) and the Python workers' own split of their CPU (the
+job's `score task:` lines: scoring against start-up and hand-over).
+
+Results: bench/results/bench_score_scale.json, with the load average (the machine is shared).
+
+    .venv/bin/python bench/bench_score_scale.py --model v0002 --registry var/mlflow --compare-pinning
+    .venv/bin/python bench/bench_score_scale.py --sizes 120 240 --repeats 1 --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from bench.bench_score_paths import CLI, DAY, TreeUsage  # noqa: E402
+from bench.run_record import progress, publish, run_record  # noqa: E402
+
+RESULTS = PROJECT / "bench" / "results" / "bench_score_scale.json"
+_TASK_LINE = re.compile(r"score task: (\d+) photos, scoring ([\d.]+) core-s .*the rest of the "
+                        r"task ([\d.]+), the worker before it ([\d.]+)")
+_SCORED_IN = re.compile(r"decoded and scored in ([\d.]+) s")
+
+
+def job(root: Path, registry: str, version: str, env: dict) -> dict:
+    """`checkout-age score` once on `root`'s day: wall, core-s by process, workers' split."""
+    wall = time.perf_counter()
+    with TreeUsage() as usage:
+        done = subprocess.run([str(CLI), "score", "--date", DAY, "--root", str(root), "--model",
+                               version, "--master", "local[2]", "--json"],
+                              env={**env, "MODEL_REGISTRY": registry}, capture_output=True,
+                              text=True)
+    seconds = time.perf_counter() - wall
+    if done.returncode != 0:
+        raise RuntimeError(f"score failed on {root}:\n{done.stderr[-3000:]}")
+    tasks = [tuple(float(v) for v in m.groups()) for m in _TASK_LINE.finditer(done.stderr)]
+    scored_in = _SCORED_IN.search(done.stderr)
+    photos = sum(int(t[0]) for t in tasks)
+    scoring = sum(t[1] for t in tasks)
+    return {"seconds": round(seconds, 2), "core_s": round(usage.core_seconds(), 1),
+            "core_utilisation": round(usage.core_seconds() / (2 * seconds), 3),
+            "core_s_by_process": usage.core_seconds_by_kind(),
+            "scoring_stage_s": float(scored_in.group(1)) if scored_in else None,
+            "workers": {"photos": photos, "scoring_core_s": round(scoring, 1),
+                        "scoring_core_s_per_photo": round(scoring / photos, 4) if photos else None,
+                        "rest_of_tasks_core_s": round(sum(t[2] for t in tasks), 1),
+                        "before_tasks_core_s": round(sum(t[3] for t in tasks), 1)},
+            "python_worker_peak_rss_mib_max": usage.summary()["python_worker_peak_rss_mib_max"]}
+
+
+def fit(runs: dict[int, list[dict]], key: str) -> dict:
+    """Least squares `key` = fixed + n x per_photo over every run of every size."""
+    sizes = np.array([n for n, rs in runs.items() for _ in rs], dtype=float)
+    values = np.array([r[key] for rs in runs.values() for r in rs], dtype=float)
+    per_photo, fixed = np.polyfit(sizes, values, 1)
+    return {"fixed": round(float(fixed), 2), "per_photo": round(float(per_photo), 5)}
+
+
+def summary(runs: dict[int, list[dict]]) -> dict:
+    """Every run of one setting by day size, the fits and the rates they give."""
+    photos = {size: rs[0]["workers"]["photos"] for size, rs in runs.items()}
+    by_photos = {photos[size]: rs for size, rs in runs.items()}
+    wall, core_s = fit(by_photos, "seconds"), fit(by_photos, "core_s")
+    return {"runs": {str(n): rs for n, rs in by_photos.items()},
+            "wall_s": wall, "core_s": core_s,
+            "photos_per_s_marginal": round(1 / wall["per_photo"], 1),
+            "photos_per_s_2_cores_by_cpu_marginal": round(2 / core_s["per_photo"], 1),
+            "whole_job_photos_per_s": {str(n): round(n / min(r["seconds"] for r in rs), 1)
+                                       for n, rs in by_photos.items()}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--registry", default=None, help="MLflow store (default: the settings')")
+    parser.add_argument("--model", default="production",
+                        help="a version with a serving artifact")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1200, 4800],
+                        help="photos per day (about; the simulator's faults remove some)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each size and kind")
+    parser.add_argument("--compare-pinning", action="store_true",
+                        help="also run with OpenVINO's thread pinning on (the old default)")
+    parser.add_argument("--quick", action="store_true", help="no results file")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    started, load_before = time.time(), os.getloadavg()
+
+    from jobs.daily.spark import launch_env
+    from jobs.simulator.landing import load_test_faces, write_day
+    from jobs.simulator.simulate import simulate_day
+    from model.config import load_settings
+    from model.lifecycle.registry import ModelRegistry
+    from model.serving.artifact import read_artifact
+
+    settings = load_settings()
+    registry = str(args.registry or settings.registry_store)
+    version = ModelRegistry(registry, cache_dir=settings.cache_dir / "models").resolve(args.model)
+    if version.path is None or read_artifact(version.path) is None:
+        raise SystemExit(f"{version.version} has no serving artifact: publish it first")
+    faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
+    faces = load_test_faces(Path(faces_dir), settings.cache_dir)
+    env = {**launch_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result: dict = {"model": version.version, "sizes": args.sizes, "kinds": {}}
+    settings_by_label = {"default": {}}  # environment changes of each compared setting
+    if args.compare_pinning:
+        settings_by_label["openvino_cpu_pinning"] = {"CHECKOUT_AGE_SERVING_CPU_PINNING": "true"}
+    with tempfile.TemporaryDirectory(prefix="bench-score-scale-") as tmp_name:
+        roots = {}
+        for kind, frames in (("frames", True), ("crops", False)):
+            for size in args.sizes:
+                progress(f"simulating a day of {size} {kind}")
+                day = simulate_day(faces, DAY, 4, size // 4, seed=11, frames=frames)
+                roots[kind, size] = Path(tmp_name) / f"{kind}-{size}"
+                write_day(day, str(roots[kind, size]))
+        for kind in ("frames", "crops"):
+            runs: dict[str, dict[int, list[dict]]] = {
+                label: {size: [] for size in args.sizes} for label in settings_by_label}
+            for _ in range(args.repeats):
+                for size in args.sizes:  # alternating: every size and setting, same neighbours
+                    for label, changes in settings_by_label.items():
+                        progress(f"score {size} {kind}, {label}")
+                        runs[label][size].append(job(roots[kind, size], registry,
+                                                     version.version, {**env, **changes}))
+            result["kinds"][kind] = {label: summary(by_size)
+                                     for label, by_size in runs.items()}
+    result["goals"] = {"frames_per_s": 60, "crops_per_s": 150, "core_utilisation": 0.95}
+    result["run"] = run_record(started, load_before)
+    publish(result, args.out, keep=not args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
