@@ -42,7 +42,8 @@ from bench.run_record import progress, publish, run_record  # noqa: E402
 
 RESULTS = PROJECT / "bench" / "results" / "bench_score_paths.json"
 DAY = "2026-03-14"
-JVM_DEFAULTS = "new_jvm_defaults"  # the results' key of the serving path on Java's defaults
+JVM_DEFAULTS = "new_jvm_defaults"
+SCORE_GOALS = {"frames_per_s": 60, "crops_per_s": 150, "core_utilisation": 0.95}  # issue 17  # the results' key of the serving path on Java's defaults
 CLI = Path(sys.executable).parent / "checkout-age"
 
 
@@ -302,8 +303,7 @@ def main() -> int:
             job["speedup_core_s"] = job["today"]["core_s"] / job["new"]["core_s"]
             job["jvm_options_speedup_wall"] = job[JVM_DEFAULTS]["seconds"] / job["new"]["seconds"]
             job["jvm_options_speedup_core_s"] = job[JVM_DEFAULTS]["core_s"] / job["new"]["core_s"]
-    result["goals"] = {"frames_per_s": 60, "crops_per_s": 150, "core_utilisation": 0.95}
-    result["run"] = run_record(started, load_before)
+    result["goals"], result["run"] = SCORE_GOALS, run_record(started, load_before)
     publish(result, args.out, keep=not args.quick)
     return 0
 
