@@ -42,8 +42,8 @@ from bench.run_record import progress, publish, run_record  # noqa: E402
 
 RESULTS = PROJECT / "bench" / "results" / "bench_score_paths.json"
 DAY = "2026-03-14"
-JVM_DEFAULTS = "new_jvm_defaults"
-SCORE_GOALS = {"frames_per_s": 60, "crops_per_s": 150, "core_utilisation": 0.95}  # issue 17  # the results' key of the serving path on Java's defaults
+JVM_DEFAULTS = "new_jvm_defaults"  # the results' key of the serving path on Java's defaults
+SCORE_GOALS = {"frames_per_s": 60, "crops_per_s": 150, "core_utilisation": 0.95}  # issue 17
 CLI = Path(sys.executable).parent / "checkout-age"
 
 
