@@ -75,7 +75,8 @@ def _overrides(items: list[str]) -> dict[str, object]:
         if name not in types:
             raise SystemExit(f"--set {item}: no TrainConfig field {name!r}")
         kind = str(types[name])
-        out[name] = (None if text == "None" else float(text) if kind.startswith("float")
+        out[name] = (None if text == "None" else tuple(filter(None, text.split(",")))
+                     if kind.startswith("tuple") else float(text) if kind.startswith("float")
                      else int(text) if kind.startswith("int") else text)
     return out
 
@@ -87,7 +88,8 @@ def main() -> None:
                         help="the model's head (default: the profile's)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one TrainConfig field for this experiment, e.g. "
-                             "frozen_until=block_5_add or dropout=0.4 (repeatable)")
+                             "frozen_until=block_5_add, dropout=0.4 or teachers=v0002,v0005 "
+                             "(repeatable)")
     parser.add_argument("--registry", type=Path, help="registry for the version (default: temp)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

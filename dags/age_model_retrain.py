@@ -9,10 +9,12 @@ A Param given here wins over all of them.
 
 1. `validate_faces`: `checkout-age model validate`; stops the run when the set cannot be read.
 2. `train_candidate`: trains and **registers** a new version (never promotes it); XCom: the version
-   (`--version-only`). Profile `cpu` (feature cache: about 17 min on a quiet 2-core machine for the
-   ~21k faces, 79 min measured on a heavily shared one) fits the task's 3 h timeout; a run estimated to need longer on the CPU than `TRAIN_MINUTES` (e.g. profile
-   `gpu` on a CPU worker) is **refused before it starts**, with the estimate in the log. Run `gpu`
-   on a GPU worker: `CHECKOUT_AGE_TRAIN_QUEUE=gpu`.
+   (`--version-only`). Profile `cpu` (feature cache, blocks 6-16 trained: 32.5 min on a quiet
+   2-core machine for the ~21k faces) fits the task's 3 h timeout; a run estimated to need
+   longer on the CPU than `TRAIN_MINUTES` (e.g. profile `gpu` on a CPU worker) is **refused
+   before it starts**, with the estimate in the log. Run `gpu` on a GPU worker:
+   `CHECKOUT_AGE_TRAIN_QUEUE=gpu`. Param `teachers` (e.g. `["v0002", "v0005"]`) distils those
+   versions into the candidate (38 min for two teachers; test MAE 4.46 against 4.59 without).
 3. `evaluate_candidate`: metrics of that version on the faces set's test split (JSON in the log).
 4. `promote_candidate`: the gate (test MAE at most `max_mae`, not worse than production by more than
    `tolerance` years). On success `production` moves and the Asset `age_model_production` is updated.
@@ -46,8 +48,11 @@ NAME = r"^[a-z0-9_]+$"  # a profile or backbone name: safe on a command line (th
 # Templates, rendered when a task runs. A Param left empty adds no flag: the setting applies.
 FACES = "{{ params.faces_dir or var.value.get('checkout_age_faces_dir', '') }}"
 CANDIDATE = "{{ ti.xcom_pull(task_ids='train_candidate') }}"
+VERSION_REF = r"^[A-Za-z0-9_-]+$"  # a version id or alias (v0002, production)
 TRAIN_FLAGS = {"profile": "--profile", "image_size": "--size", "head_epochs": "--head-epochs",
-               "epochs": "--epochs", "backbone": "--backbone", "limit": "--limit"}
+               "epochs": "--epochs", "backbone": "--backbone", "limit": "--limit",
+               "distill_weight": "--distill-weight"}
+TEACHERS = "{% for teacher in params.teachers or [] %} --teacher {{ teacher }}{% endfor %}"
 GATE_FLAGS = {"max_mae": "--max-mae", "tolerance": "--tolerance"}
 
 
@@ -57,7 +62,8 @@ def _flags(flags: dict[str, str]) -> str:
                    "{% endif %}" for name, flag in flags.items())
 
 
-TRAIN = (f"{CLI} model train --faces {FACES}{_flags(TRAIN_FLAGS)} --max-minutes {TRAIN_MINUTES}"
+TRAIN = (f"{CLI} model train --faces {FACES}{_flags(TRAIN_FLAGS)}{TEACHERS}"
+         f" --max-minutes {TRAIN_MINUTES}"
          " --version-only")  # logs on stderr; stdout's one line, the version, is the XCom
 PROMOTE = f"{CLI} model promote {CANDIDATE}{_flags(GATE_FLAGS)}"
 
@@ -84,6 +90,14 @@ with DAG(
         "limit": Param(None, type=["null", "integer"], minimum=1, description="Use N faces"),
         "backbone": Param(None, type=["null", "string"], pattern=NAME,
                           description="keras.applications backbone (default: the profile's)"),
+        "teachers": Param(None, type=["null", "array"],
+                          items={"type": "string", "pattern": VERSION_REF},
+                          description="Distil: registered versions whose mean estimate is "
+                          "blended into the training targets (e.g. [\"v0002\", \"v0005\"]; "
+                          "docs/model.md). Empty: labels only"),
+        "distill_weight": Param(None, type=["null", "number"], minimum=0, maximum=1,
+                                description="Share of the teachers' estimate in a target "
+                                "(default 0.5; only with teachers)"),
         "max_mae": Param(None, type=["null", "number"],
                          description="Gate: highest test MAE, years (default: setting)"),
         "tolerance": Param(None, type=["null", "number"],

@@ -38,7 +38,7 @@ def _faces(args: argparse.Namespace, settings) -> Path:
 # `model train` flags that are knobs of `model.profiles.TrainConfig` (None: the profile's value).
 _CONFIG_FLAGS = ("size", "backbone", "head", "head_epochs", "epochs", "batch_size", "seed",
                  "learning_rate", "patience", "limit", "mixed_precision", "frozen_until",
-                 "camera_share", "age_balance")
+                 "camera_share", "age_balance", "teachers", "distill_weight")
 
 
 def train_config_from_args(args: argparse.Namespace, settings):
@@ -63,7 +63,10 @@ def _train_command(faces: Path, config, args: argparse.Namespace) -> str:
     words = ["checkout-age", "model", "train", "--faces", str(faces), "--profile", config.profile]
     for name in _CONFIG_FLAGS:
         value = getattr(config, name)
-        if value is not None:
+        if name == "teachers":
+            for teacher in value:
+                words += ["--teacher", teacher]
+        elif value is not None and not (name == "distill_weight" and not config.teachers):
             words += ["--" + name.replace("_", "-"), str(value)]
     for name in ("no_register", "promote"):
         if getattr(args, name):
@@ -295,6 +298,13 @@ def _add_train(subparsers: argparse._SubParsersAction, settings) -> None:
     train.add_argument("--age-balance", type=float, metavar="E",
                        help="weigh each face's loss by its 5-year band's share ** -E (0: "
                             "alike; 0.5 lifts the sparse 65+ and teen bands)")
+    train.add_argument("--teacher", dest="teachers", action="append", metavar="VERSION",
+                       help="distil: blend this registered version's estimate into each "
+                       "training face's target (repeat for an ensemble of teachers; a teacher "
+                       "that saw the test faces is refused)")
+    train.add_argument("--distill-weight", type=float, metavar="W",
+                       help="share of the teachers' mean estimate in a target, 0..1 (default "
+                       "0.5; only with --teacher)")
     train.add_argument("--learning-rate", type=float, help="peak fine-tuning learning rate")
     train.add_argument("--patience", type=int, help="early-stopping patience (epochs)")
     train.add_argument("--limit", type=int, help="train on a random subset of N usable rows")

@@ -58,6 +58,10 @@ class TrainConfig:
     # Loss weight of a face: (share of training faces in its 5-year age band) ** -age_balance,
     # scaled to mean 1. 0 weighs every face alike; 0.5 lifts the sparse old and teen bands.
     age_balance: float = 0.0
+    # Distillation (`model.training.distill`): registered versions whose mean estimate is
+    # blended into each training face's target with `distill_weight`. () trains on labels alone.
+    teachers: tuple[str, ...] = ()
+    distill_weight: float = 0.5
     bn_momentum: float = 0.9
     mixed_precision: str = "auto"  # "auto" (on when a GPU/TPU is present), "on", "off"
     workers: int = 1  # PyDataset worker threads
@@ -84,6 +88,10 @@ def train_config(settings: Settings, profile: str | None = None, **flags: object
                      "batch_size": settings.batch_size, "seed": settings.seed}
     values.update({k: v for k, v in from_settings.items() if v is not None})
     values.update({k: v for k, v in flags.items() if v is not None})
+    values["teachers"] = tuple(values.get("teachers") or ())
+    weight = values.get("distill_weight", 0.5)
+    if not 0.0 <= weight <= 1.0:
+        raise UserError(f"distillation weight must be within 0..1, not {weight}")
     return TrainConfig(profile=name, **values)
 
 
@@ -98,9 +106,8 @@ def estimate_minutes(config: TrainConfig, rows: dict[str, int]) -> float:
     rate = float(profile["cpu_images_per_s"]) * (int(profile["size"]) / config.size) ** 2
     train, valid, test = rows.get("train", 0), rows.get("valid", 0), rows.get("test", 0)
     work = (config.head_epochs + config.epochs) * (train + _VALID_COST * valid)
+    pixels_cost = 3 if config.feature_cache else 1  # full model on pixels: ~3x a tail step
     if config.feature_cache:
         work += _EXTRACT_COST * (2 * train + valid)
-        work += _EVAL_COST * (valid + test) * 3  # full model on pixels: ~3x a tail step
-    else:
-        work += _EVAL_COST * (valid + test)
+    work += _EVAL_COST * pixels_cost * (valid + test + len(config.teachers) * train)
     return work / rate / 60

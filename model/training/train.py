@@ -8,7 +8,8 @@ promote. `fit_age_model` is the fitting part alone, on arrays (also used by
 - full fine-tuning (profile "gpu"): head-only warm-up on a frozen backbone, then every layer;
 - feature cache (profiles "cpu", "quick"): the frozen early layers run once per image
   (`model.feature_cache`), then the same two phases train only the last blocks and the head.
-Either way the result is one model taking raw pixels.
+Either way the result is one model taking raw pixels. With `config.teachers` the training
+targets are blended with registered versions' estimates first (`model.training.distill`).
 
 Keras 3 only (no `tf.*`): runs under TensorFlow on the CPU and JAX on a GPU, where it uses
 mixed bfloat16 precision (the output layers stay float32; the saved model is float32).
@@ -325,6 +326,23 @@ def check_time_limit(config: TrainConfig, rows: dict[str, int],
     return needed
 
 
+def _distilled_targets(config: TrainConfig, registry: ModelRegistry, rows: pd.DataFrame,
+                       images: np.ndarray, cache_dir: Path, fingerprint: str) -> tuple:
+    """The training split's targets blended with `config.teachers`' estimates, and a
+    record of each teacher (`model.training.distill`)."""
+    from model.training.distill import teacher_targets
+
+    started = time.perf_counter()
+    targets, teachers = teacher_targets(registry, config.teachers, config.distill_weight, rows,
+                                        images, config.size, cache_dir, fingerprint,
+                                        config.batch_size)
+    log.info("distilling from %s (weight %.2f): their estimates of %d training faces in "
+             "%.0f s; training-face MAE %s", ", ".join(t.version for t in teachers),
+             config.distill_weight, len(targets), time.perf_counter() - started,
+             ", ".join(f"{t.version} {t.train_mae:.2f}" for t in teachers))
+    return targets, teachers
+
+
 def _recorded(config: TrainConfig, fit: FitResult, counts: dict, faces_dir: Path,
               command: str | None, estimate: float) -> dict:
     """What config.json keeps about the run."""
@@ -391,21 +409,31 @@ def train_model(
     estimate = check_time_limit(config, counts, max_minutes)
     registry = None if registry_store is None else ModelRegistry(
         registry_store, cache_dir=Path(cache_dir) / "models")
+    if config.teachers and registry is None:
+        raise UserError("distillation needs the registry its teachers are versions of: "
+                        "drop --no-register")
     params = {**asdict(config), "dataset_fingerprint": report.fingerprint,
               "faces_dir": str(faces_dir), "rows_train": counts["train"],
               "rows_valid": counts["valid"], "rows_test": counts["test"],
               "legal_age": policy.legal_age, "challenge_age": policy.challenge_age,
-              "calibration_coverage": policy.coverage, "backend": keras.backend.backend()}
+              "calibration_coverage": policy.coverage, "backend": keras.backend.backend(),
+              "teachers": ",".join(config.teachers) or None}
     with (tracked_run(registry.store, "train", params=params, tags={"command": command})
           if registry is not None else contextlib.nullcontext()) as run:
         images = load_images(rows, config.size, cache_dir, report.fingerprint)
         parts = {name: (rows["split"] == name).to_numpy() for name in SPLITS}
         ages = rows["real_age"].to_numpy(dtype=np.float32)
+        train_targets, teachers, teaching_s = ages[parts["train"]], [], 0.0
+        if config.teachers:
+            teaching = time.perf_counter()
+            train_targets, teachers = _distilled_targets(config, registry, rows, images,
+                                                         cache_dir, report.fingerprint)
+            teaching_s = round(time.perf_counter() - teaching, 1)
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         work_dir = Path(tempfile.mkdtemp(prefix="train-", dir=cache_dir))
         try:
             deadline = None if max_minutes is None else started + 60 * max_minutes * 0.9  # eval
-            fit = fit_age_model(np.asarray(images[parts["train"]]), ages[parts["train"]],
+            fit = fit_age_model(np.asarray(images[parts["train"]]), train_targets,
                                 np.asarray(images[parts["valid"]]), ages[parts["valid"]], config,
                                 work_dir, callbacks=(TimeLimit(deadline),))
             if run is not None:
@@ -414,6 +442,9 @@ def train_model(
                                                    legal_age=policy.legal_age,
                                                    challenge_age=policy.challenge_age)
             recorded = _recorded(config, fit, counts, faces_dir, command, estimate)
+            if teachers:
+                recorded["teacher_records"] = [asdict(t) for t in teachers]
+                recorded["phase_seconds"]["teacher_estimates_s"] = teaching_s
             files = document_version(fit.model, rows, metrics, predictions, recorded,
                                      report.fingerprint, policy, work_dir,
                                      valid_images=np.asarray(images[parts["valid"]]))

@@ -165,12 +165,32 @@ def _model_args(dag, task_id: str, conf: dict) -> argparse.Namespace:
 def test_retrain_params_default_to_the_settings(dagbag):
     dag = dagbag.dags["age_model_retrain"]
     assert set(dag.params.dump()) >= {"profile", "image_size", "epochs", "head_epochs",
-                                      "backbone", "max_mae", "tolerance", "limit", "faces_dir"}
+                                      "backbone", "max_mae", "tolerance", "limit", "faces_dir",
+                                      "teachers", "distill_weight"}
     unset = [name for name, value in dag.params.dump().items() if value is not None]
     assert unset == []  # None everywhere: the setting (or the profile) decides
     args = _model_args(dag, "train_candidate", {})
     assert (args.profile, args.size, args.epochs, args.backbone) == (None, None, None, None)
+    assert (args.teachers, args.distill_weight) == (None, None)
     assert args.version_only and str(args.faces) == "/data/faces"
+
+
+def test_a_retrain_can_distil_registered_versions(dagbag):
+    from model.config import load_settings
+
+    dag = dagbag.dags["age_model_retrain"]
+    args = _model_args(dag, "train_candidate", {"teachers": ["v0002", "production"],
+                                                "distill_weight": 0.7})
+    config = training.train_config_from_args(args, load_settings())
+    assert (config.teachers, config.distill_weight) == (("v0002", "production"), 0.7)
+    # The trigger form's schema keeps a teacher's name safe on the command line.
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    assert dag.params.get_param("teachers").resolve(["v0002"]) == ["v0002"]
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("teachers").resolve(["v0002; rm -rf /"])
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("distill_weight").resolve(1.5)
 
 
 def test_an_environment_override_reaches_a_scheduled_retrain(dagbag, monkeypatch, tmp_path):

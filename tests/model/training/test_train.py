@@ -151,6 +151,55 @@ def test_cli_train_head_only_without_registry(
     assert not (tmp_path / "registry").exists()
 
 
+def test_cli_train_distils_a_registered_teacher(
+    small_faces_dir: Path, trained_registry: Path, split_rows, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A student run with `--teacher`: the teacher's estimates of the training faces are
+    measured and recorded, and the command and MLflow params say which teacher and weight."""
+    import shutil
+
+    from model.data.image_cache import load_images
+
+    registry_root = tmp_path / "registry"
+    shutil.copytree(trained_registry, registry_root)  # the shared fixture stays untouched
+    monkeypatch.setenv("MODEL_REGISTRY", str(registry_root))
+    monkeypatch.setenv("CHECKOUT_AGE_CACHE_DIR", str(tmp_path / "cache"))
+    status = cli_main(["model", "train", "--faces", str(small_faces_dir), "--size", "96",
+                       "--head-epochs", "1", "--epochs", "0", "--limit", "150",
+                       "--batch-size", "32", "--teacher", "v0001", "--distill-weight", "0.7",
+                       "--json"])
+    assert status == 0
+    registry = ModelRegistry(registry_root)
+    student = registry.resolve(json.loads(capsys.readouterr().out)["version"])
+    teacher = registry.resolve("v0001")
+    config = student.config
+    assert config["teachers"] == ["v0001"] and config["distill_weight"] == 0.7
+    assert "--teacher v0001 --distill-weight 0.7" in config["command"]
+    [record] = config["teacher_records"]
+    assert (record["version"], record["run_id"]) == ("v0001", teacher.run_id)
+    # The recorded teacher MAE is that of the teacher's estimates of the student's training
+    # faces (the rows of its --limit 150 draw), recomputed here from the teacher's file.
+    _, rows = split_rows
+    seen = set((student.path / "training_images.txt").read_text().split())
+    train = rows[(rows["split"] == "train") & rows["sha256"].isin(seen)]
+    assert len(train) == config["rows"]["train"]
+    images = np.asarray(load_images(train, 96, tmp_path / "evalcache", "fp"))
+    estimates = predict_ages(load_age_model(teacher.model_path), images, batch_size=32)
+    mae = float(np.abs(estimates - train["real_age"].to_numpy()).mean())
+    assert record["train_mae"] == pytest.approx(mae, abs=0.01)
+    params = registry.client.get_run(student.run_id).data.params
+    assert (params["teachers"], params["distill_weight"]) == ("v0001", "0.7")
+
+
+def test_distilling_needs_the_registry(
+    small_faces_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["model", "train", "--faces", str(small_faces_dir), "--teacher", "v0001",
+                     "--no-register", "--out", str(tmp_path / "run")]) == 2
+    assert "distillation needs the registry" in capsys.readouterr().err
+
+
 def test_cli_train_refuses_contradictory_flags(
     small_faces_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
