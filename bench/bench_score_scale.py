@@ -12,6 +12,8 @@ job's `score task:` lines: scoring against start-up and hand-over).
 Results: bench/results/bench_score_scale.json, with the load average (the machine is shared).
 
     .venv/bin/python bench/bench_score_scale.py --model v0002 --registry var/mlflow --compare-pinning
+    .venv/bin/python bench/bench_score_scale.py --model v0001 --registry var/mlflow \
+        --compare-version-id --out bench/results/bench_score_scale-pin.json
     .venv/bin/python bench/bench_score_scale.py --sizes 120 240 --repeats 1 --quick
 """
 
@@ -40,12 +42,12 @@ _TASK_LINE = re.compile(r"score task: (\d+) photos, scoring ([\d.]+) core-s .*th
 _SCORED_IN = re.compile(r"decoded and scored in ([\d.]+) s")
 
 
-def job(root: Path, registry: str, version: str, env: dict) -> dict:
+def job(root: Path, registry: str, model_ref: str, env: dict) -> dict:
     """`checkout-age score` once on `root`'s day: wall, core-s by process, workers' split."""
     wall = time.perf_counter()
     with TreeUsage() as usage:
         done = subprocess.run([str(CLI), "score", "--date", DAY, "--root", str(root), "--model",
-                               version, "--master", "local[2]", "--json"],
+                               model_ref, "--master", "local[2]", "--json"],
                               env={**env, "MODEL_REGISTRY": registry}, capture_output=True,
                               text=True)
     seconds = time.perf_counter() - wall
@@ -97,12 +99,17 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each size and kind")
     parser.add_argument("--compare-pinning", action="store_true",
                         help="also run with OpenVINO's thread pinning on (the old default)")
+    parser.add_argument("--compare-version-id", action="store_true",
+                        help="also run with the model named by its version id (the driver asks "
+                             "MLflow, as before) instead of the daily DAG's pin")
+    parser.add_argument("--compare-jvm-archive", action="store_true",
+                        help="also run the driver JVM without the venv's class-data archive")
     parser.add_argument("--quick", action="store_true", help="no results file")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     started, load_before = time.time(), os.getloadavg()
 
-    from jobs.daily.spark import launch_env
+    from jobs.daily.spark import DRIVER_JVM_OPTIONS, launch_env
     from jobs.simulator.landing import load_test_faces, write_day
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
@@ -111,16 +118,27 @@ def main() -> int:
 
     settings = load_settings()
     registry = str(args.registry or settings.registry_store)
-    version = ModelRegistry(registry, cache_dir=settings.cache_dir / "models").resolve(args.model)
+    models = ModelRegistry(registry, cache_dir=settings.cache_dir / "models")
+    version = models.resolve(args.model)
+    pin = models.pin(version.version)  # what the daily DAG's resolve_model gives the score job
     if version.path is None or read_artifact(version.path) is None:
         raise SystemExit(f"{version.version} has no serving artifact: publish it first")
     faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
     faces = load_test_faces(Path(faces_dir), settings.cache_dir)
     env = {**launch_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result: dict = {"model": version.version, "sizes": args.sizes, "kinds": {}}
-    settings_by_label = {"default": {}}  # environment changes of each compared setting
+    result: dict = {"model": version.version, "model_ref": pin, "sizes": args.sizes, "kinds": {}}
+    # Each compared setting: its environment changes and the model reference the job gets.
+    settings_by_label = {"default": ({}, pin)}
     if args.compare_pinning:
-        settings_by_label["openvino_cpu_pinning"] = {"CHECKOUT_AGE_SERVING_CPU_PINNING": "true"}
+        settings_by_label["openvino_cpu_pinning"] = (
+            {"CHECKOUT_AGE_SERVING_CPU_PINNING": "true"}, pin)
+    if args.compare_version_id:
+        settings_by_label["model_by_version_id"] = ({}, version.version)
+    if args.compare_jvm_archive:
+        settings_by_label["no_jvm_archive"] = ({"SPARK_SUBMIT_OPTS": DRIVER_JVM_OPTIONS}, pin)
+    result["settings"] = {label: {"env": changes, "model": model_ref}
+                          for label, (changes, model_ref) in settings_by_label.items()}
+    result["spark_submit_opts"] = env.get("SPARK_SUBMIT_OPTS")
     with tempfile.TemporaryDirectory(prefix="bench-score-scale-") as tmp_name:
         roots = {}
         for kind, frames in (("frames", True), ("crops", False)):
@@ -134,10 +152,10 @@ def main() -> int:
                 label: {size: [] for size in args.sizes} for label in settings_by_label}
             for _ in range(args.repeats):
                 for size in args.sizes:  # alternating: every size and setting, same neighbours
-                    for label, changes in settings_by_label.items():
+                    for label, (changes, model_ref) in settings_by_label.items():
                         progress(f"score {size} {kind}, {label}")
                         runs[label][size].append(job(roots[kind, size], registry,
-                                                     version.version, {**env, **changes}))
+                                                     model_ref, {**env, **changes}))
             result["kinds"][kind] = {label: summary(by_size)
                                      for label, by_size in runs.items()}
     result["goals"], result["run"] = SCORE_GOALS, run_record(started, load_before)

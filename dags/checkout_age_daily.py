@@ -6,8 +6,9 @@ Every task reads and replaces only that day's partitions: reruns, catch-up and b
 
 1. `wait_for_landing`: waits (reschedule mode) for `ROOT/landing/date=ds/_COMPLETE`; fails at once
    when retention already deleted that day's photos (re-scoring would empty its reports).
-2. `resolve_model`: pins the model version for the whole run (Param `model_version`, default
-   `production`); `run_quality.model_version` records it.
+2. `resolve_model`: pins the model version for the whole run to the run that produced it
+   (Param `model_version`, default `production`; XCom `v0003@<run id>`: the score job reads the
+   version's files without MLflow); `run_quality.model_version` records the version.
 3. `score_photos`, `build_reports`: Spark jobs; master and settings come from the `spark_default`
    connection (a cluster needs no code change).
 4. `detect_drift`: the day's ages and no-face rate per store and lane vs the 28 days before
@@ -43,7 +44,10 @@ CLI = f"{VENV}/bin/checkout-age"
 # Templates, rendered when a task runs. A manual run without a logical date needs Param `date`.
 RUN_DATE = "{{ params.date or ds | default('no-date:set-Param-date-or-a-logical-date') }}"
 ROOT = "{{ var.value.get('checkout_age_data_root', '%s') }}" % (PROJECT / "var" / "data")
+# resolve_model's XCom pins the version to its run ("v0003@<run id>"): the score job resolves a
+# pin from local files without importing MLflow, and refuses it if the version changed meanwhile.
 MODEL = "{{ ti.xcom_pull(task_ids='resolve_model') }}"
+MODEL_VERSION = "{{ ti.xcom_pull(task_ids='resolve_model').split('@')[0] }}"  # v0003
 DAY = f"--date {RUN_DATE} --root {ROOT}"
 SPARK = {
     "conn_id": "spark_default",
@@ -53,10 +57,13 @@ SPARK = {
         "PYSPARK_PYTHON": f"{VENV}/bin/python",
         "PYSPARK_DRIVER_PYTHON": f"{VENV}/bin/python",
         "PYTHONHASHSEED": "0",
-        # The driver JVM's options, as jobs/daily/spark.py DRIVER_JVM_OPTIONS gives them (this
-        # file stays free of project imports); the worker's own SPARK_SUBMIT_OPTS wins.
-        "SPARK_SUBMIT_OPTS": os.environ.get("SPARK_SUBMIT_OPTS",
-                                            "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"),
+        # The driver JVM's options, as jobs/daily/spark.py driver_jvm_options gives them (this
+        # file stays free of project imports): C1 only, the serial collector, the jobs venv's
+        # class-data archive (jobs/daily/jvm_archive.py; none yet: ignored), JVM warnings on
+        # stderr. The worker's own SPARK_SUBMIT_OPTS wins.
+        "SPARK_SUBMIT_OPTS": os.environ.get(
+            "SPARK_SUBMIT_OPTS", f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC "
+            f"-XX:SharedArchiveFile={VENV}/spark-cds.jsa -Xlog:disable -Xlog:all=warning:stderr"),
     },
 }
 
@@ -85,9 +92,9 @@ with DAG(
         poke_interval=timedelta(minutes=5),
         timeout=timedelta(hours=12),
     )
-    resolve_model = BashOperator(  # prints the version alone: the task's XCom
+    resolve_model = BashOperator(  # prints the pinned version alone: the task's XCom
         task_id="resolve_model",
-        bash_command=f"{CLI} model show {{{{ params.model_version }}}} --version-only",
+        bash_command=f"{CLI} model show {{{{ params.model_version }}}} --pin",
     )
     score_photos = SparkSubmitOperator(
         task_id="score_photos",
@@ -105,7 +112,7 @@ with DAG(
     )
     detect_drift = BashOperator(task_id="detect_drift", bash_command=f"{CLI} drift {DAY}")
     check_quality = BashOperator(
-        task_id="check_quality", bash_command=f"{CLI} check-quality {DAY} --model-version {MODEL}"
+        task_id="check_quality", bash_command=f"{CLI} check-quality {DAY} --model-version {MODEL_VERSION}"
     )
     minimise_photos = BashOperator(task_id="minimise_photos",
                                    bash_command=f"{CLI} minimise-photos {DAY}")

@@ -42,8 +42,12 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Print one version's config, test metrics and file locations."""
-    version = _registry().resolve(args.version)
-    if args.version_only:  # for schedulers: the id alone is the daily DAG's XCom
+    registry = _registry()
+    if args.pin:  # for schedulers: the daily DAG's XCom, what its jobs resolve without MLflow
+        write(registry.pin(args.version))
+        return 0
+    version = registry.resolve(args.version)
+    if args.version_only:
         write(version.version)
         return 0
     if args.json:
@@ -118,6 +122,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.add_argument("--version-only", action="store_true",
                       help="print only the resolved version id (e.g. v0003)")
+    show.add_argument("--pin", action="store_true",
+                      help="print only the version pinned to its run (v0003@<run id>): a "
+                           "reference the jobs resolve from local files, without MLflow")
     show.set_defaults(handler=run_show)
 
     promote = subparsers.add_parser(

@@ -31,6 +31,13 @@ DEFAULT_ARROW_BATCH_ROWS = 256
 DRIVER_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
+def driver_jvm_options(python: str | None = None) -> str:
+    """`DRIVER_JVM_OPTIONS` plus the jobs venv's class-data archive (`jobs.daily.jvm_archive`)."""
+    from jobs.daily.jvm_archive import archive_options
+
+    return f"{DRIVER_JVM_OPTIONS} {archive_options(python or sys.executable)}".strip()
+
+
 def spark_env(python: str | None = None) -> dict[str, str]:
     """Environment a Spark driver or `spark-submit` process needs (merged over the caller's)."""
     python = python or sys.executable
@@ -39,7 +46,7 @@ def spark_env(python: str | None = None) -> dict[str, str]:
         "PYSPARK_DRIVER_PYTHON": python,
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYTHONHASHSEED": "0",
-        "SPARK_SUBMIT_OPTS": os.environ.get("SPARK_SUBMIT_OPTS", DRIVER_JVM_OPTIONS),
+        "SPARK_SUBMIT_OPTS": os.environ.get("SPARK_SUBMIT_OPTS", driver_jvm_options(python)),
     }
 
 

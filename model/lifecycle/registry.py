@@ -48,6 +48,8 @@ VERSION_ARTIFACTS = "version"  # the producing run's artifact folder holding a v
 MODEL_FILE = "model.keras"
 TRAINING_IMAGES_FILE = "training_images.txt"  # content hashes of the faces a version learnt from
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
+# A version pinned to the run that produced it (`ModelRegistry.pin`): "v0003@<run id>".
+_PINNED_RE = re.compile(r"^v(?P<number>\d{4,})@(?P<run_id>[0-9a-f]{32})$")
 _MODELS_URI = re.compile(rf"^models:/{REGISTERED_MODEL}(?:@(?P<alias>\w+)|/(?P<number>\d+))$")
 _LIST_TAGS = ("backbone", "size", "head", "epochs_run", "dataset_fingerprint", "registered_at",
               "profile")
@@ -255,6 +257,33 @@ class ModelRegistry:
                             config=_read_json(folder / "config.json"), path=folder,
                             run_id=mv.run_id)
 
+    def _local_folder_of_run(self, number: int, run_id: str) -> Path | None:
+        """A run's version files already on this machine, found without MLflow: the embedded
+        store's artifacts or this registry's download cache. None when neither holds them."""
+        candidates = [self.cache_dir / f"{version_id(number)}-{run_id}"]
+        if self.store.root is not None:  # the experiment's artifacts/<run id>/artifacts/version
+            artifacts = self.store.root / "artifacts"
+            candidates += [artifacts / run_id / "artifacts" / VERSION_ARTIFACTS,
+                           *sorted(artifacts.glob(f"*/{run_id}/artifacts/{VERSION_ARTIFACTS}"))]
+        return next((folder for folder in candidates if (folder / MODEL_FILE).is_file()
+                     and (folder / "config.json").is_file()), None)
+
+    def _resolve_pinned(self, number: int, run_id: str) -> ModelVersion:
+        # A run id is unique to one run, so files found under it are that version's files
+        # whatever happened to the registry since; only when they are not here does MLflow say.
+        folder = self._local_folder_of_run(number, run_id)
+        if folder is not None:
+            return ModelVersion(version=version_id(number), model_path=folder / MODEL_FILE,
+                                metrics=_read_json(folder / "metrics.json"),
+                                config=_read_json(folder / "config.json"), path=folder,
+                                run_id=run_id)
+        mv = self._get(number)
+        if mv.run_id != run_id:
+            raise UserError(f"{version_id(number)} in {self.root} is now run {mv.run_id}, not the "
+                            f"pinned run {run_id}: the registry changed since the version was "
+                            f"pinned; resolve it again")
+        return self._load(mv)
+
     def _get(self, number: int):
         from mlflow.exceptions import MlflowException
 
@@ -364,14 +393,30 @@ class ModelRegistry:
         number = self._alias_number()
         return self._load(self._get(number)) if number is not None else None
 
+    def pin(self, ref: str | Path) -> str:
+        """The registry version `ref` resolves to, pinned to its run: "v0003@<run id>".
+
+        `resolve` of a pin reads the version's local files without importing MLflow (seconds of
+        a core saved in every job that gets one), and refuses it if the registry's version is
+        no longer that run's (a registry recreated or a version replaced since the pin).
+        """
+        version = self.resolve(ref)
+        if version.run_id is None:
+            raise UserError(f"{ref!r} is a loose model file, not a registry version: nothing to pin")
+        return f"{version.version}@{version.run_id}"
+
     def resolve(self, ref: str | Path) -> ModelVersion:
-        """Find a model by "production", a version id (v0003), a `models:/checkout-age@alias`
-        or `models:/checkout-age/3` URI, or a path to a `.keras` file or version folder.
+        """Find a model by "production", a version id (v0003), a pin (v0003@<run id>), a
+        `models:/checkout-age@alias` or `models:/checkout-age/3` URI, or a path to a `.keras`
+        file or version folder.
 
         Raises:
-            UserError: the reference matches nothing.
+            UserError: the reference matches nothing, or a pin no longer matches its version.
         """
         text = str(ref)
+        pinned = _PINNED_RE.match(text)
+        if pinned:
+            return self._resolve_pinned(int(pinned["number"]), pinned["run_id"])
         uri = _MODELS_URI.match(text)
         if text == PRODUCTION or (uri and uri["alias"] == PRODUCTION):
             current = self.production()

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import jinja2
+import jinja2.sandbox
 import pytest
 from airflow.models import DagBag
 
@@ -100,7 +101,7 @@ def test_daily_params_refuse_what_is_unsafe_on_a_command_line(dagbag):
 
 def test_daily_dag_resolves_the_model_by_a_command_not_a_shell_pipe(dagbag):
     resolve = dagbag.dags["checkout_age_daily"].get_task("resolve_model")
-    assert resolve.bash_command.endswith("model show {{ params.model_version }} --version-only")
+    assert resolve.bash_command.endswith("model show {{ params.model_version }} --pin")
     assert "|" not in resolve.bash_command and "python" not in resolve.bash_command
 
 
@@ -116,7 +117,13 @@ def test_daily_dag_is_one_run_per_day_and_waits_for_the_landing_marker(dagbag):
     # Every step after resolve_model uses the version it pinned, not the moving alias.
     pinned = "--model {{ ti.xcom_pull(task_ids='resolve_model') }}"
     assert pinned in " ".join(dag.task_dict["score_photos"].application_args)
-    assert pinned.replace("--model", "--model-version") in dag.task_dict["check_quality"].bash_command
+    # run_quality records the version id, the part of the pin before its run id.
+    template = jinja2.sandbox.SandboxedEnvironment().from_string(
+        dag.task_dict["check_quality"].bash_command)
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: f"v0002@{'a' * 32}")
+    rendered = template.render(ti=ti, params={"date": "2026-03-14"}, var=SimpleNamespace(
+        value=SimpleNamespace(get=lambda name, default="": "/data")))
+    assert rendered.endswith("--model-version v0002")
     for task_id in ("score_photos", "build_reports"):
         spark = dag.get_task(task_id)
         assert type(spark).__name__ == "SparkSubmitOperator"
@@ -124,10 +131,10 @@ def test_daily_dag_is_one_run_per_day_and_waits_for_the_landing_marker(dagbag):
         assert spark._spark_binary.endswith("/.venv/bin/spark-submit")
         assert spark.env_vars["PYSPARK_PYTHON"].endswith("/.venv/bin/python")
         # The driver JVM runs with the jobs' own options (one constant, copied in the DAG file).
-        from jobs.daily.spark import DRIVER_JVM_OPTIONS
+        from jobs.daily.spark import driver_jvm_options
 
-        assert spark.env_vars["SPARK_SUBMIT_OPTS"] == os.environ.get("SPARK_SUBMIT_OPTS",
-                                                                     DRIVER_JVM_OPTIONS)
+        assert spark.env_vars["SPARK_SUBMIT_OPTS"] == os.environ.get(
+            "SPARK_SUBMIT_OPTS", driver_jvm_options(spark.env_vars["PYSPARK_PYTHON"]))
 
 
 def test_retrain_dag_promotion_updates_the_production_asset(dagbag):

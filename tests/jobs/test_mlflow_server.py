@@ -70,6 +70,8 @@ def test_train_promote_score_rollback_against_a_tracking_server(
         _cli(env, "model", "rollback")
         shown = _cli(env, "model", "show", "production", "--version-only").stdout
         assert shown == "v0001\n"
+        pin = _cli(env, "model", "show", "production", "--pin").stdout.strip()
+        assert pin == f"v0001@{trained.run_id}"
 
         # The server's own records: the runs that produced the versions, the alias history.
         client = registry.client
@@ -96,5 +98,10 @@ def test_train_promote_score_rollback_against_a_tracking_server(
         (tmp_path / "mlflow-runs.png").write_bytes(runs_page.screenshot)
         lines = runs_page.dom["text"].splitlines()
         assert "train" in lines and "register" in lines, lines
+    # With the server gone, the pin still resolves: its files were downloaded once, under the
+    # run id, and a pin never asks MLflow for them (the daily DAG's jobs get pins).
+    pinned = json.loads(_cli(env, "model", "show", pin, "--json").stdout)
+    assert (pinned["version"], pinned["run_id"]) == ("v0001", trained.run_id)
+    assert Path(pinned["model_path"]).is_relative_to(tmp_path / "cache")
     assert not (tmp_path / "embedded").exists()
     assert (tmp_path / "server-artifacts").is_dir()

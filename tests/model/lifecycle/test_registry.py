@@ -87,6 +87,38 @@ def test_list_and_resolve(tmp_path: Path, model_file: Path, plot: Path) -> None:
         registry.resolve("best")
 
 
+def test_a_pinned_version_resolves_from_its_files_and_never_to_another_run(
+    tmp_path: Path, model_file: Path, plot: Path
+) -> None:
+    store = tmp_path / "reg"
+    registry = ModelRegistry(store)
+    _register(registry, model_file, plot, 5.0)
+    registry.promote("v0001")
+    version = registry.resolve("production")
+    pin = registry.pin("production")
+    assert pin == f"v0001@{version.run_id}"
+    # A fresh process resolves the pin to the same files without importing MLflow.
+    code = ("import json, sys\n"
+            "from model.lifecycle.registry import ModelRegistry\n"
+            f"v = ModelRegistry({str(store)!r}).resolve({pin!r})\n"
+            "print(json.dumps([v.version, str(v.model_path), v.run_id, v.test_mae, v.image_size,"
+            " 'mlflow' in sys.modules]))")
+    shown = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                      check=True, cwd=PROJECT_ROOT).stdout)
+    assert shown == ["v0001", str(version.model_path), version.run_id, 5.0, 12, False]
+    with pytest.raises(UserError, match="loose model file"):
+        registry.pin(str(model_file))
+
+    # A pin whose run's files are not here is checked against the registry: a registry
+    # recreated since (its v0001 another run) or a version that no longer exists is refused.
+    other_run = "0" * 32
+    with pytest.raises(UserError, match=rf"v0001 .* is now run {version.run_id}, not the pinned "
+                                        rf"run {other_run}"):
+        registry.resolve(f"v0001@{other_run}")
+    with pytest.raises(UserError, match="unknown model version 'v0002'"):
+        registry.resolve(f"v0002@{other_run}")
+
+
 def test_gate_refuses_a_model_above_the_maximum(tmp_path: Path, model_file: Path, plot: Path) -> None:
     registry = ModelRegistry(tmp_path)
     _register(registry, model_file, plot, 9.25)
