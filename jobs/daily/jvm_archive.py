@@ -11,7 +11,7 @@ The JVM checks the archive against its own build and the class path (each jar's 
 time); on any mismatch (Java or pyspark upgraded) it warns on stderr and loads classes as
 usual; a missing archive is silently ignored. A half-written archive would crash the JVM,
 hence the rename: an archive file is complete or absent. Measured gain on the score job:
-bench/results/bench_score_scale-jvm.json, docs/serving.md.
+bench/results/bench_score_scale-fixed.json, docs/serving.md.
 """
 
 import argparse
