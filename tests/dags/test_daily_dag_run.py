@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from airflow_site import copy_small_faces, site_env
 
@@ -129,8 +130,12 @@ def test_daily_dag_processes_a_simulated_day_end_to_end(site):
     with sqlite3.connect(site["home"] / "airflow" / "airflow.db") as db:
         pinned = db.execute("SELECT value FROM xcom WHERE dag_id = 'checkout_age_daily' "
                             "AND task_id = 'resolve_model'").fetchall()
-    assert [json.loads(value) for (value,) in pinned] == ["v0001"]  # the run's recorded version
-    assert quality["model_version"] == "v0001"  # ... is the one that scored the photos
+    # The run's pin: v0001 and the run that produced it ...
+    pin = _jobs(site, "model", "show", "v0001", "--pin").strip()
+    assert pin.startswith("v0001@") and [json.loads(value) for (value,) in pinned] == [pin]
+    assert quality["model_version"] == "v0001"  # ... is the version that scored the photos
+    scores = pq.read_table(site["data"] / "reports" / "photo_scores" / f"date={DAY}")
+    assert set(scores.column("model_run_id").to_pylist()) == {pin.split("@")[1]}
     assert verdict["ok"] and quality["match_rate"] >= 0.5
 
     # Retention: the old day's photos are gone (its receipts stay), today's are kept.
@@ -138,8 +143,6 @@ def test_daily_dag_processes_a_simulated_day_end_to_end(site):
     assert not (old / "photos").exists() and (old / "_PHOTOS_PURGED").is_file()
     assert (old / "receipts.csv").is_file()
     # Minimisation: today's photos left are exactly those of flagged restricted sales.
-    import pyarrow.parquet as pq
-
     flagged = {p for p in pq.read_table(site["data"] / "reports" / "compliance_flags" /
                                         f"date={DAY}").column("photo_id").to_pylist() if p}
     kept = {path.stem for path in (landing / "photos").rglob("*.jpg")}
