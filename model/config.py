@@ -134,6 +134,9 @@ class Settings:
     face_detector: str = "yunet"  # yunet (no TensorFlow) | mtcnn: the serving path's detector
     yunet_width_px: int = 480  # YuNet: frames decoded and detected at this width
     yunet_min_confidence: float = 0.6  # YuNet: detections below this are not faces
+    # YuNet's runtime: openvino (its network and weights on OpenVINO, 4x less CPU) | yuface
+    # (libfacedetection's own loops); the same faces (model/serving/yunet_net.py).
+    yunet_runtime: str = "openvino"
     detect_width_px: int = 480  # MTCNN: frames are scaled to this width for face detection
     min_face_confidence: float = 0.90  # MTCNN: detections below this are not faces
     min_face_px: int = 64  # a customer face narrower than this is quarantined (face_too_small)
@@ -238,7 +241,7 @@ def load_settings() -> Settings:
                                  + ", ".join(sorted(_BOOLEANS)))
             changes[name] = _BOOLEANS[raw.lower()]
     for name in ("backbone", "spark_master", "photo_format", "train_profile",
-                 "calibration_method", "face_detector"):
+                 "calibration_method", "face_detector", "yunet_runtime"):
         raw = _env(f"CHECKOUT_AGE_{name.upper()}")
         if raw is not None:
             changes[name] = raw

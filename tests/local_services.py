@@ -251,6 +251,7 @@ class SparkStandalone:
         self.port, self.ui_port, self._worker_port, self._worker_ui_port = free_ports(4)
         self.master = f"spark://127.0.0.1:{self.port}"
         self.processes: list[subprocess.Popen] = []
+        self.last_state_error: str | None = None  # why the status page last did not answer
 
     def start(self) -> SparkStandalone:
         """Start both daemons; wait until the worker has registered. Returns self."""
@@ -272,7 +273,12 @@ class SparkStandalone:
                 raise RuntimeError(f"standalone cluster did not start:\n{logs}")
             return int(self.state().get("aliveworkers", 0)) >= 1
 
-        wait_for(registered, 180, "the Spark worker to register")
+        try:
+            wait_for(registered, 180, "the Spark worker to register")
+        except TimeoutError as exc:  # say what the status page answered, and the master's log
+            log = (self.home / "master.log").read_text()[-1500:]
+            raise TimeoutError(f"{exc}; the master's status page at port {self.ui_port}: "
+                               f"{self.last_state_error or self.state()}\n{log}") from None
         return self
 
     def state(self) -> dict:
@@ -280,8 +286,10 @@ class SparkStandalone:
         try:
             url = f"http://127.0.0.1:{self.ui_port}/json/"
             with urllib.request.urlopen(url, timeout=5) as page:
+                self.last_state_error = None
                 return json.load(page)
-        except OSError:
+        except OSError as exc:
+            self.last_state_error = repr(exc)
             return {}
 
     def completed_apps(self) -> list[str]:

@@ -342,7 +342,7 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     counts = {"date": run_date, "model_version": model_version, "model_run_id": model_run_id,
               "calibrated": calibration is not None,
               "serving": "keras, mtcnn" if serving is None
-              else f"artifact {serving['precision']}, {serving['detector']}",
+              else f"artifact {serving['precision']}, {_detector_label(serving)}",
               **_photo_counts(by_reason)}
     log.info("scored %s: %s", run_date, counts)
     return counts
@@ -371,10 +371,18 @@ def face_options_from(settings: Settings) -> dict:
             "min_confidence": settings.min_face_confidence}
 
 
+def _detector_label(serving: dict) -> str:
+    """The detector in the job's result: "yunet (openvino)", "mtcnn"."""
+    runtime = serving.get("detector_runtime")
+    return f"{serving['detector']} ({runtime})" if serving["detector"] == "yunet" and runtime \
+        else serving["detector"]
+
+
 def serving_options_from(settings: Settings, artifact: dict) -> dict:
     """`ServingOptions` fields (but size and batch) from the settings and a version's artifact
     (`model.serving.artifact.read_artifact`)."""
     from model.serving.faces import MTCNN, YUNET
+    from model.serving.yunet import RUNTIMES
 
     detector = settings.face_detector
     if detector not in (YUNET, MTCNN):
@@ -382,9 +390,14 @@ def serving_options_from(settings: Settings, artifact: dict) -> dict:
 
         raise UserError(f"CHECKOUT_AGE_FACE_DETECTOR={detector!r}: expected {YUNET} or {MTCNN}")
     yunet = detector == YUNET
+    if settings.yunet_runtime not in RUNTIMES:
+        from model.errors import UserError
+
+        raise UserError(f"CHECKOUT_AGE_YUNET_RUNTIME={settings.yunet_runtime!r}: expected one "
+                        f"of {', '.join(RUNTIMES)}")
     return {"artifact": str(artifact["path"]), "precision": artifact["precision"],
             "threads": settings.serving_threads, "cpu_pinning": settings.serving_cpu_pinning,
-            "detector": detector,
+            "detector": detector, "detector_runtime": settings.yunet_runtime,
             "detect_width": settings.yunet_width_px if yunet else settings.detect_width_px,
             "min_confidence": (settings.yunet_min_confidence if yunet
                                else settings.min_face_confidence),

@@ -44,6 +44,7 @@ class ServingOptions:
     size: int = 160
     batch_size: int = 64
     detector: str = YUNET
+    detector_runtime: str = "openvino"  # YuNet's: openvino | yuface (Settings.yunet_runtime)
     detect_width: int = 480
     min_confidence: float = 0.6
     min_face_px: int = 64
@@ -61,12 +62,13 @@ def shared_runtime(artifact: str, precision: str, threads: int,
 
 
 @lru_cache(maxsize=2)
-def shared_detector(name: str, width: int, threads: int):  # -> a detector with .detect
+def shared_detector(name: str, width: int, threads: int,
+                    runtime: str = "openvino"):  # -> a detector with .detect
     """One face detector per process: YuNet, or MTCNN (which imports TensorFlow)."""
     if name == YUNET:
         from model.serving.yunet import YuNetDetector
 
-        return YuNetDetector(width, threads=threads)
+        return YuNetDetector(width, threads=threads, runtime=runtime)
     if name == MTCNN:
         from model.serving.faces import FaceDetector
 
@@ -90,7 +92,8 @@ def score_contents(contents: list[bytes | None], options: ServingOptions,
     detector fails on gets `detection_failed`, never an exception.
     """
     limits = dict(limits or {})
-    detector = shared_detector(options.detector, options.detect_width, options.threads)
+    detector = shared_detector(options.detector, options.detect_width, options.threads,
+                               options.detector_runtime)
     geometry = _geometry(options.detector)
     rows: list[dict] = []
     pixels: list[np.ndarray] = []
