@@ -16,6 +16,8 @@ Results: bench/results/bench_score_scale.json, with the load average (the machin
         --compare-version-id --out bench/results/bench_score_scale-pin.json
     .venv/bin/python bench/bench_score_scale.py --model v0001 --registry var/mlflow \
         --compare-yuface --out bench/results/bench_score_scale-detector.json
+    .venv/bin/python bench/bench_score_scale.py --model v0001 --registry var/mlflow \
+        --compare-batch-size 64 --out bench/results/bench_score_scale-batch.json
     .venv/bin/python bench/bench_score_scale.py --sizes 120 240 --repeats 1 --quick
 """
 
@@ -109,6 +111,9 @@ def main() -> int:
     parser.add_argument("--compare-yuface", action="store_true",
                         help="also run YuNet on yuface's own code instead of OpenVINO "
                              "(frames days only: crops are not detected)")
+    parser.add_argument("--compare-batch-size", type=int, default=None, metavar="N",
+                        help="also run with N faces per age-model call (the setting's default "
+                             "against N, alternating)")
     parser.add_argument("--quick", action="store_true", help="no results file")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
@@ -131,7 +136,9 @@ def main() -> int:
     faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
     faces = load_test_faces(Path(faces_dir), settings.cache_dir)
     env = {**launch_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result: dict = {"model": version.version, "model_ref": pin, "sizes": args.sizes, "kinds": {}}
+    result: dict = {"model": version.version, "model_ref": pin, "sizes": args.sizes,
+                    "image_size": version.image_size,
+                    "score_batch_size": settings.score_batch_size, "kinds": {}}
     # Each compared setting: its environment changes and the model reference the job gets.
     settings_by_label = {"default": ({}, pin)}
     if args.compare_pinning:
@@ -143,6 +150,9 @@ def main() -> int:
         settings_by_label["no_jvm_archive"] = ({"SPARK_SUBMIT_OPTS": DRIVER_JVM_OPTIONS}, pin)
     if args.compare_yuface:
         settings_by_label["yunet_on_yuface"] = ({"CHECKOUT_AGE_YUNET_RUNTIME": "yuface"}, pin)
+    if args.compare_batch_size:
+        settings_by_label[f"batch_{args.compare_batch_size}"] = (
+            {"CHECKOUT_AGE_SCORE_BATCH_SIZE": str(args.compare_batch_size)}, pin)
     frames_only = {"yunet_on_yuface"}  # settings that change nothing on a crops day
     result["settings"] = {label: {"env": changes, "model": model_ref}
                           for label, (changes, model_ref) in settings_by_label.items()}

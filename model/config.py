@@ -104,7 +104,11 @@ class Settings:
 
     # Daily jobs.
     spark_master: str = "local[*]"
-    score_batch_size: int = 64
+    # Faces per age-model call (flip TTA makes each call twice that). Small batches stay in the
+    # CPU's caches: MobileNetV2 160 px on one thread, 8 against 64, OpenVINO 116 vs 98 faces/s
+    # and Keras 81 vs 66, the score job's workers 340-400 MB against 740-800
+    # (bench/results/bench_serving-batch*.json, bench_score_scale-batch.json).
+    score_batch_size: int = 8
     legal_age: int = 18
     challenge_age: int = 25
     # "Minor" tiers of a flag's calibrated P(age < legal_age) (model/evaluation/calibration.py).

@@ -72,7 +72,7 @@ class AgeRuntime:
     _run: object  # callable: float32 (N, S, S, 3) -> (N,) or (N, 1)
     properties: dict = field(default_factory=dict)  # what the runtime compiled with (OpenVINO)
 
-    def predict(self, images: np.ndarray, batch_size: int = 64,
+    def predict(self, images: np.ndarray, batch_size: int = 8,
                 flip_tta: bool = True) -> np.ndarray:
         """Estimated ages (float32, (N,)) of uint8 (N, S, S, 3) images; flip TTA averaged."""
         if images.ndim != 4:

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from model.config import Settings
 from model.serving.faces import (
     DETECTION_FAILED,
     LOCATED_COLUMNS,
@@ -42,7 +43,7 @@ class ServingOptions:
     threads: int = 1
     cpu_pinning: bool = False  # OpenVINO's thread pinning (Settings.serving_cpu_pinning)
     size: int = 160
-    batch_size: int = 64
+    batch_size: int = Settings.score_batch_size
     detector: str = YUNET
     detector_runtime: str = "openvino"  # YuNet's: openvino | yuface (Settings.yunet_runtime)
     detect_width: int = 480

@@ -193,13 +193,15 @@ class Airflow:
         except requests.ConnectionError:
             return False
 
-    @staticmethod
-    def wait(check: Callable[[], bool], seconds: float, what: str) -> None:
-        """Poll `check` every 2 s; fail the test after `seconds`."""
+    def wait(self, check: Callable[[], bool], seconds: float, what: str) -> None:
+        """Poll `check` every 2 s; fail the test after `seconds` with every part's log tail.
+
+        The tails are what tells a stuck scheduler from a slow task when this fails in CI.
+        """
         deadline = time.monotonic() + seconds
         while not check():
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {seconds} s waiting for {what}")
+                pytest.fail(f"timed out after {seconds} s waiting for {what}\n{self.logs()}")
             time.sleep(2)
 
     def api(self, method: str, path: str, **kwargs) -> dict:
