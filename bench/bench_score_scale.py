@@ -44,6 +44,7 @@ RESULTS = PROJECT / "bench" / "results" / "bench_score_scale.json"
 _TASK_LINE = re.compile(r"score task: (\d+) photos, scoring ([\d.]+) core-s .*the rest of the "
                         r"task ([\d.]+), the worker before it ([\d.]+)")
 _SCORED_IN = re.compile(r"decoded and scored in ([\d.]+) s")
+_PHASE = re.compile(r"(\w+) ([\d.]+) s")
 
 
 def job(root: Path, registry: str, model_ref: str, env: dict) -> dict:
@@ -65,11 +66,20 @@ def job(root: Path, registry: str, model_ref: str, env: dict) -> dict:
             "core_utilisation": round(usage.core_seconds() / (2 * seconds), 3),
             "core_s_by_process": usage.core_seconds_by_kind(),
             "scoring_stage_s": float(scored_in.group(1)) if scored_in else None,
+            "driver_phases_s": _phases(done.stderr),
             "workers": {"photos": photos, "scoring_core_s": round(scoring, 1),
                         "scoring_core_s_per_photo": round(scoring / photos, 4) if photos else None,
                         "rest_of_tasks_core_s": round(sum(t[2] for t in tasks), 1),
                         "before_tasks_core_s": round(sum(t[3] for t in tasks), 1)},
             "python_worker_peak_rss_mib_max": usage.summary()["python_worker_peak_rss_mib_max"]}
+
+
+def _phases(log: str) -> dict[str, float]:
+    """The job's `phases:` line (`PhaseClock`) as {phase: seconds}; {} without one."""
+    line = next((ln for ln in log.splitlines() if " phases: " in ln), None)
+    if line is None:
+        return {}
+    return {name: float(s) for name, s in _PHASE.findall(line.split(" phases: ", 1)[1])}
 
 
 def fit(runs: dict[int, list[dict]], key: str) -> dict:

@@ -248,3 +248,19 @@ def test_task_usage_splits_the_workers_cpu_and_reports_it(capsys):
     assert line.startswith("score task: 5 photos, scoring 0.4 core-s (0.08")
     rest = float(line.split("the rest of the task ")[1].split(",")[0])
     assert 0.1 <= rest < 1.0  # other threads of this process (Spark's py4j) may add a little
+
+
+def test_phase_clock_times_each_phase_from_the_end_of_the_last(caplog):
+    import logging
+    import time
+
+    from jobs.daily.score_photos import PhaseClock
+
+    clock = PhaseClock()
+    time.sleep(0.2)
+    assert clock.done("session") >= 0.2
+    assert clock.done("inputs") < 0.2  # counted from the end of "session", not the start
+    with caplog.at_level(logging.INFO, logger="jobs.daily.score_photos"):
+        clock.log()
+    assert list(clock.seconds) == ["session", "inputs"]
+    assert f"phases: session {clock.seconds['session']:.2f} s, inputs" in caplog.text
