@@ -13,6 +13,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from jobs.daily.arguments import add_day_arguments, add_reports_arguments, add_score_arguments
@@ -55,9 +56,13 @@ def _submit(script: str, master: str, job_args: list[str]) -> dict:
         # onto our stderr, so an operator sees why a job failed; our stdout stays the result.
         status = subprocess.run(command, env=launch_env(), stdout=sys.stderr.fileno()
                                 if _has_fileno(sys.stderr) else subprocess.DEVNULL, check=False)
-        if status.returncode != 0 or not out.is_file():
+        # A range run writes its result even when some of its days failed (exit status 2).
+        if not out.is_file():
             raise UserError(f"{script} failed with exit status {status.returncode} (log above)")
-        return json.loads(out.read_text())
+        result = json.loads(out.read_text())
+        if status.returncode != 0 and not result.get("failed"):
+            raise UserError(f"{script} failed with exit status {status.returncode} (log above)")
+        return result
 
 
 def _emit(result: dict, as_json: bool, lines: list[str]) -> int:
@@ -97,30 +102,46 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _run_job(script: str, args: argparse.Namespace) -> dict:
     """Run `script` on the day in `args` with the job flags the user set (`job_actions`)."""
-    from jobs.contract import check_date
     from jobs.daily.arguments import job_argv
+    from jobs.daily.day_range import day_range
 
-    check_date(args.date)  # fail fast, before a JVM starts
+    day_range(args.date, getattr(args, "date_to", None))  # fail fast, before a JVM starts
     job_args = ["--date", args.date, "--root", args.root, *job_argv(args.job_actions, args)]
     return _submit(script, args.master, job_args)
 
 
+def _scored_line(day: dict) -> str:
+    return (f"scored {day['date']} with model {day['model_version']}: "
+            f"{day['photos_in']} photos in, {day['photos_scored']} scored, "
+            f"{day['photos_quarantined']} quarantined {day['quarantine_reasons']}")
+
+
+def _reported_line(day: dict) -> str:
+    return (f"reports for {day['date']}: {day['receipts_valid']} receipts "
+            f"({day['receipts_quarantined']} quarantined), {day['receipts_matched']} matched to "
+            f"a photo (match rate {day['match_rate'] or 0:.1%}), model {day['model_version']}")
+
+
+def _emit_days(result: dict, as_json: bool, day_line: Callable[[dict], str], done: str) -> int:
+    """Print a job's result: one day's line, or a range's lines and the days it could not do.
+
+    Exit status 1 when a day of a range failed (each failed day is named with why)."""
+    if "days" not in result:
+        return _emit(result, as_json, [day_line(result)])
+    lines = [day_line(day) for day in result["days"]]
+    lines += [f"not {done} {day['date']}: {day['error']}" for day in result["failed"]]
+    lines.append(f"{result['date_from']} to {result['date_to']}: {len(result['days'])} days "
+                 f"{done}, {len(result['failed'])} not")
+    _emit(result, as_json, lines)
+    return 1 if result["failed"] else 0
+
+
 def _score(args: argparse.Namespace) -> int:
-    result = _run_job("score_photos.py", args)
-    return _emit(result, args.json, [
-        f"scored {result['date']} with model {result['model_version']}: "
-        f"{result['photos_in']} photos in, {result['photos_scored']} scored, "
-        f"{result['photos_quarantined']} quarantined {result['quarantine_reasons']}",
-    ])
+    return _emit_days(_run_job("score_photos.py", args), args.json, _scored_line, "scored")
 
 
 def _reports(args: argparse.Namespace) -> int:
-    result = _run_job("reports.py", args)
-    return _emit(result, args.json, [
-        f"reports for {result['date']}: {result['receipts_valid']} receipts "
-        f"({result['receipts_quarantined']} quarantined), {result['receipts_matched']} matched to "
-        f"a photo (match rate {result['match_rate'] or 0:.1%}), model {result['model_version']}",
-    ])
+    return _emit_days(_run_job("reports.py", args), args.json, _reported_line, "reported")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

@@ -31,10 +31,20 @@ def job_arg_parser(prog: str, description: str, what: str,
     return parser
 
 
+def add_range_argument(parser: argparse.ArgumentParser, what: str) -> argparse.Action:
+    """`--to`: the last day of a range run (`jobs.daily.day_range`)."""
+    return parser.add_argument(
+        "--to", dest="date_to", metavar="DATE", default=None,
+        help=f"last day of a range: {what} every day from --date to this one in one Spark "
+        "application, which starts once (a backfill); a day that cannot run is reported and "
+        "the others go on")
+
+
 def add_score_arguments(parser: argparse.ArgumentParser,
                         settings: Settings) -> list[argparse.Action]:
     """Flags of job 1, `score_photos.py` (beyond the day's); returns them for `job_argv`."""
     return [
+        add_range_argument(parser, "score"),
         parser.add_argument("--registry", default=str(settings.registry_store),
                             help="model registry root (default %(default)s)"),
         parser.add_argument("--model", default=PRODUCTION,
@@ -51,6 +61,7 @@ def add_reports_arguments(parser: argparse.ArgumentParser,
                           settings: Settings) -> list[argparse.Action]:
     """Flags of job 2, `reports.py` (beyond the day's); returns them for `job_argv`."""
     return [
+        add_range_argument(parser, "report"),
         parser.add_argument("--match-window-s", type=int, default=settings.match_window_s,
                             help="largest |photo time - receipt time| to match "
                             "(default %(default)s)"),

@@ -131,7 +131,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for spark-submit."""
-    from jobs.contract import check_date, normalise_root
+    from jobs.contract import normalise_root
+    from jobs.daily.day_range import day_range, run_days
     from jobs.daily.run_lock import day_lock
     from jobs.daily.spark import build_spark, emit_result
     from model.errors import UserError
@@ -139,19 +140,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        run_date = check_date(args.date)
-        with day_lock(args.root, run_date, "reports"):  # one run of a day at a time
-            spark = build_spark("checkout-age-reports", args.master)
-            summary = run(
-                spark, root=normalise_root(args.root), run_date=run_date,
-                match_window_s=args.match_window_s, challenge_age=args.challenge_age,
-                min_support=args.min_support, top_n=args.top_n,
-            )
+        days = day_range(args.date, args.date_to)
+        spark = None
+
+        def report_day(day: str) -> dict:
+            nonlocal spark
+            with day_lock(args.root, day, "reports"):  # one run of a day at a time
+                spark = spark or build_spark("checkout-age-reports", args.master)
+                return run(
+                    spark, root=normalise_root(args.root), run_date=day,
+                    match_window_s=args.match_window_s, challenge_age=args.challenge_age,
+                    min_support=args.min_support, top_n=args.top_n,
+                )
+
+        summary = report_day(days[0]) if len(days) == 1 else run_days(days, report_day)
     except UserError as exc:
         log.error("%s", exc)
         return 2
     emit_result(summary, args.result_json)
-    return 0
+    return 2 if summary.get("failed") else 0
 
 
 if __name__ == "__main__":

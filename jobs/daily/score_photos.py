@@ -3,6 +3,9 @@
     <venv>/bin/spark-submit --master 'local[*]' jobs/daily/score_photos.py --date 2026-03-14 \
         --root var/data --registry var/mlflow --model production
 
+(`--to 2026-04-13` scores every day from `--date` to it in the one application: a backfill
+starts Spark, resolves the model and warms the workers once; `jobs.daily.day_range`.)
+
 (`checkout-age score` builds exactly this command; Airflow's SparkSubmitOperator runs the same
 file with the same arguments.) Reads `ROOT/landing/date=D/photos/**` with the `binaryFile`
 source and `photos.csv`, decodes each photo, finds the customer's face in a frame
@@ -449,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point for spark-submit: resolve the model, build the session, run, print counts."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from jobs.contract import check_date, normalise_root
+    from jobs.contract import normalise_root
+    from jobs.daily.day_range import day_range, run_days
     from jobs.daily.run_lock import day_lock
     from jobs.daily.spark import build_spark, emit_result
     from model.errors import UserError
@@ -462,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = args.settings
     try:
-        run_date = check_date(args.date)
+        days = day_range(args.date, args.date_to)
         # The Spark session starts in the JVM while this thread imports MLflow and resolves the
         # model: both take seconds of one core each, and the machine has more than one.
         session = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
@@ -483,23 +487,33 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("model %s has no serving artifact: scoring through Keras and MTCNN "
                         "(TensorFlow in every worker, several times slower)", version.version)
         serving = serving_options_from(settings, artifact) if artifact is not None else None
-        with day_lock(args.root, run_date, "score_photos"):  # one run of a day at a time
-            spark = session.result()
-            clock.done("session")  # the Spark session, the model resolved beside it
-            counts = run(
-                spark, root=normalise_root(args.root), run_date=run_date,
-                model_path=str(version.model_path), model_version=version.version,
-                image_size=version.image_size, batch_size=args.batch_size,
-                decode_limits=settings.decode_limits(), partitions=args.partitions,
-                calibration=calibration, face_options=face_options_from(settings),
-                model_run_id=version.run_id, serving=serving, clock=clock,
-            )
-            clock.log()
+        spark = session.result()
+        clock.done("session")  # the Spark session, the model resolved beside it
+        clocks = iter([clock])  # the first day's phases include the session
+
+        def score_day(day: str) -> dict:
+            day_clock = next(clocks, None) or PhaseClock()
+            with day_lock(args.root, day, "score_photos"):  # one run of a day at a time
+                counts = run(
+                    spark, root=normalise_root(args.root), run_date=day,
+                    model_path=str(version.model_path), model_version=version.version,
+                    image_size=version.image_size, batch_size=args.batch_size,
+                    decode_limits=settings.decode_limits(), partitions=args.partitions,
+                    calibration=calibration, face_options=face_options_from(settings),
+                    model_run_id=version.run_id, serving=serving, clock=day_clock,
+                )
+                day_clock.log()
+            return counts
+
+        if len(days) == 1:
+            counts = score_day(days[0])
+        else:
+            counts = run_days(days, score_day)
     except UserError as exc:
         log.error("%s", exc)
         return 2
     emit_result(counts, args.result_json)
-    return 0
+    return 2 if counts.get("failed") else 0
 
 
 if __name__ == "__main__":

@@ -17,15 +17,16 @@ from jobs.daily.arguments import job_argv
 
 @pytest.mark.parametrize(("command", "job", "flags"), [
     ("score", score_photos, ["--model", "v0007", "--batch-size", "8", "--partitions", "3",
-                             "--registry", "/srv/registry"]),
+                             "--registry", "/srv/registry", "--to", "2026-03-20"]),
     ("reports", reports, ["--top-n", "4", "--challenge-age", "21", "--min-support", "0.2",
-                          "--match-window-s", "5"]),
+                          "--match-window-s", "5", "--to", "2026-03-15"]),
 ])
 def test_a_command_hands_its_job_flags_to_the_job_unchanged(command, job, flags):
     cli = build_parser().parse_args([command, "--date", REPORTED_DAY, *flags])
     job_args = job.parse_args(["--date", REPORTED_DAY, *job_argv(cli.job_actions, cli)])
     given = {action.dest for action in cli.job_actions}
-    assert given == {flag.lstrip("-").replace("-", "_") for flag in flags[::2]}
+    assert given == {{"to": "date_to"}.get(name, name)
+                     for name in (flag.lstrip("-").replace("-", "_") for flag in flags[::2])}
     for dest in given:
         assert getattr(job_args, dest) == getattr(cli, dest), dest
     assert str(getattr(job_args, flags[0].lstrip("-").replace("-", "_"))) == flags[1]
