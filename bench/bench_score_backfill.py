@@ -32,6 +32,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from bench.bench_score_paths import CLI, DAY, TreeUsage  # noqa: E402
+from bench.bench_score_scale import add_bench_arguments, score_bench  # noqa: E402
 from bench.run_record import progress, publish, run_record  # noqa: E402
 
 RESULTS = PROJECT / "bench" / "results" / "bench_score_backfill.json"
@@ -88,31 +89,19 @@ def summary(ranged: list[dict], separate: list[list[dict]]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--registry", default=None, help="MLflow store (default: the settings')")
-    parser.add_argument("--model", default="production", help="a version with a serving artifact")
+    add_bench_arguments(parser, RESULTS)
     parser.add_argument("--size", type=int, default=1200,
                         help="photos per day (about; the simulator's faults remove some)")
     parser.add_argument("--days", type=int, default=3, help="days in the range")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each way and kind")
-    parser.add_argument("--quick", action="store_true", help="no results file")
-    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     started, load_before = time.time(), os.getloadavg()
 
-    from jobs.daily.spark import launch_env
-    from jobs.simulator.landing import load_test_faces, write_day
+    from jobs.simulator.landing import write_day
     from jobs.simulator.simulate import simulate_day
-    from model.config import load_settings
-    from model.lifecycle.registry import ModelRegistry
 
-    settings = load_settings()
-    registry = str(args.registry or settings.registry_store)
-    models = ModelRegistry(registry, cache_dir=settings.cache_dir / "models")
-    version = models.resolve(args.model)
-    pin = models.pin(version.version)  # what the daily DAG's resolve_model gives the score job
-    faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
-    faces = load_test_faces(Path(faces_dir), settings.cache_dir)
-    env = {**launch_env(), "TF_CPP_MIN_LOG_LEVEL": "2", "MODEL_REGISTRY": registry}
+    registry, version, pin, faces, env = score_bench(args.registry, args.model)
+    env = {**env, "MODEL_REGISTRY": registry}
     first = dt.date.fromisoformat(DAY)
     dates = [(first + dt.timedelta(days=n)).isoformat() for n in range(args.days)]
     result: dict = {"model": version.version, "model_ref": pin, "size": args.size,

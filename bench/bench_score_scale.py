@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -103,11 +104,48 @@ def summary(runs: dict[int, list[dict]]) -> dict:
                                        for n, rs in by_photos.items()}}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+class ScoreBench(NamedTuple):
+    """What a score-job bench runs with: the store, the version and its pin, faces, env."""
+
+    registry: str
+    version: object  # model.lifecycle.registry.ModelVersion
+    pin: str  # what the daily DAG's resolve_model gives the score job
+    faces: object  # the simulator's test faces
+    env: dict  # the jobs' launch environment
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser, results: Path) -> None:
+    """`--registry`, `--model`, `--quick`, `--out`: what every score-job bench takes."""
     parser.add_argument("--registry", default=None, help="MLflow store (default: the settings')")
     parser.add_argument("--model", default="production",
                         help="a version with a serving artifact")
+    parser.add_argument("--quick", action="store_true", help="no results file")
+    parser.add_argument("--out", default=str(results))
+
+
+def score_bench(registry_arg: str | None, model_ref: str) -> ScoreBench:
+    """Resolve `model_ref` (it must have a serving artifact), load the test faces."""
+    from jobs.daily.spark import launch_env
+    from jobs.simulator.landing import load_test_faces
+    from model.config import load_settings
+    from model.lifecycle.registry import ModelRegistry
+    from model.serving.artifact import read_artifact
+
+    settings = load_settings()
+    registry = str(registry_arg or settings.registry_store)
+    models = ModelRegistry(registry, cache_dir=settings.cache_dir / "models")
+    version = models.resolve(model_ref)
+    if version.path is None or read_artifact(version.path) is None:
+        raise SystemExit(f"{version.version} has no serving artifact: publish it first")
+    faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
+    faces = load_test_faces(Path(faces_dir), settings.cache_dir)
+    return ScoreBench(registry, version, models.pin(version.version), faces,
+                      {**launch_env(), "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_bench_arguments(parser, RESULTS)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1200, 4800],
                         help="photos per day (about; the simulator's faults remove some)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each size and kind")
@@ -124,31 +162,18 @@ def main() -> int:
     parser.add_argument("--compare-batch-size", type=int, default=None, metavar="N",
                         help="also run with N faces per age-model call (the setting's default "
                              "against N, alternating)")
-    parser.add_argument("--quick", action="store_true", help="no results file")
-    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     started, load_before = time.time(), os.getloadavg()
 
-    from jobs.daily.spark import DRIVER_JVM_OPTIONS, launch_env
-    from jobs.simulator.landing import load_test_faces, write_day
+    from jobs.daily.spark import DRIVER_JVM_OPTIONS
+    from jobs.simulator.landing import write_day
     from jobs.simulator.simulate import simulate_day
     from model.config import load_settings
-    from model.lifecycle.registry import ModelRegistry
-    from model.serving.artifact import read_artifact
 
-    settings = load_settings()
-    registry = str(args.registry or settings.registry_store)
-    models = ModelRegistry(registry, cache_dir=settings.cache_dir / "models")
-    version = models.resolve(args.model)
-    pin = models.pin(version.version)  # what the daily DAG's resolve_model gives the score job
-    if version.path is None or read_artifact(version.path) is None:
-        raise SystemExit(f"{version.version} has no serving artifact: publish it first")
-    faces_dir = settings.faces_dir or PROJECT.parent / "shared" / "faces"
-    faces = load_test_faces(Path(faces_dir), settings.cache_dir)
-    env = {**launch_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    registry, version, pin, faces, env = score_bench(args.registry, args.model)
     result: dict = {"model": version.version, "model_ref": pin, "sizes": args.sizes,
                     "image_size": version.image_size,
-                    "score_batch_size": settings.score_batch_size, "kinds": {}}
+                    "score_batch_size": load_settings().score_batch_size, "kinds": {}}
     # Each compared setting: its environment changes and the model reference the job gets.
     settings_by_label = {"default": ({}, pin)}
     if args.compare_pinning:
