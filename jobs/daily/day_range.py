@@ -1,11 +1,12 @@
 """Several days in one Spark application: the score job's `--date D1 --to D2`.
 
-A backfill (a year rescored after a new version is promoted, a new store's history) run as one
+A backfill (the days that landed while the pipeline was down, a new store's history) run as one
 application pays the JVM, the Spark session, the model's resolution and the Python workers'
 start-up (imports, the artifact compiled) once, not once a day: on a 1,200-photo day that
 fixed part is about half of the wall time (docs/serving.md). Every day is still its own
 unit: its own lock, its own partitions replaced atomically, its own counts; a day that cannot
-run (no complete landing, photos already purged) is reported with why and the others go on.
+run (no complete landing, photos already purged or minimised) is reported with why and the
+others go on.
 """
 
 from __future__ import annotations

@@ -37,6 +37,14 @@ EXPECTED_DOWNSTREAM = {
         "render_report": {"apply_retention"},
         "apply_retention": set(),
     },
+    "checkout_age_backfill": {
+        "check_landings": {"resolve_model"},
+        "resolve_model": {"score_days"},
+        "score_days": {"build_reports"},
+        "build_reports": {"check_days"},
+        "check_days": {"build_rollups"},
+        "build_rollups": set(),
+    },
     "age_model_retrain": {
         "validate_faces": {"train_candidate"},
         "train_candidate": {"evaluate_candidate"},
@@ -68,7 +76,8 @@ def test_policy_retries_backoff_tags_docs(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert "checkout-age" in dag.tags and len(dag.tags) >= 2
     assert dag.doc_md and dag.doc_md.strip().startswith(f"### {dag_id}")
-    assert dag.max_active_runs == {"checkout_age_daily": 2, "age_model_retrain": 1}[dag_id]
+    assert dag.max_active_runs == {"checkout_age_daily": 2, "checkout_age_backfill": 1,
+                                   "age_model_retrain": 1}[dag_id]
     assert not dag.catchup
     for task in dag.tasks:
         assert task.retries >= 2, task.task_id
@@ -135,6 +144,79 @@ def test_daily_dag_is_one_run_per_day_and_waits_for_the_landing_marker(dagbag):
 
         assert spark.env_vars["SPARK_SUBMIT_OPTS"] == os.environ.get(
             "SPARK_SUBMIT_OPTS", driver_jvm_options(spark.env_vars["PYSPARK_PYTHON"]))
+
+
+def test_backfill_params_must_name_the_days_and_refuse_what_is_unsafe(dagbag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    dag = dagbag.dags["checkout_age_backfill"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # by hand only
+    params = dag.params
+    assert set(params.dump()) == {"date_from", "date_to", "model_version"}
+    for name in ("date_from", "date_to"):
+        day = params.get_param(name)
+        assert day.resolve("2026-03-14") == "2026-03-14"
+        for bad in (None, "14.03.2026", "2026-03-14; rm -rf /"):
+            with pytest.raises(ParamValidationError):
+                day.resolve(bad)
+
+
+def test_backfill_runs_each_spark_job_once_for_the_range_with_the_pinned_version(dagbag):
+    dag = dagbag.dags["checkout_age_backfill"]
+    score, reports = dag.get_task("score_days"), dag.get_task("build_reports")
+    assert " ".join(score.application_args).startswith(
+        "--date {{ params.date_from }} --to {{ params.date_to }} --root ")
+    assert "--model {{ ti.xcom_pull(task_ids='resolve_model') }}" in " ".join(
+        score.application_args)
+    assert " ".join(reports.application_args).startswith(
+        "--date {{ params.date_from }} --to {{ params.date_to }} --root ")
+    daily = dagbag.dags["checkout_age_daily"].get_task("score_photos")
+    for spark in (score, reports):
+        assert spark._conn_id == "spark_default" and spark.env_vars == daily.env_vars
+    assert dag.get_task("resolve_model").bash_command == dagbag.dags[
+        "checkout_age_daily"].get_task("resolve_model").bash_command
+
+
+def _run_rendered(command: str, tmp_path: Path, first: str, last: str,
+                  fail_on: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`command` rendered for the range, its CLI a stub that logs each call (and fails one)."""
+    stub, calls = tmp_path / "checkout-age", tmp_path / "calls.log"
+    stub.write_text(f'#!/bin/bash\necho "$*" >> {calls}\n'
+                    f'[[ -n "{fail_on}" && "$*" == *"{fail_on}"* ]] && exit 1\nexit 0\n')
+    stub.chmod(0o755)
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: f"v0002@{'a' * 32}")
+    rendered = jinja2.sandbox.SandboxedEnvironment().from_string(command).render(
+        ti=ti, params={"date_from": first, "date_to": last, "model_version": "production"},
+        var=SimpleNamespace(value=SimpleNamespace(get=lambda name, default="": "/data")))
+    rendered = rendered.replace(str(JOBS_VENV / "bin" / "checkout-age"), str(stub))
+    done = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, timeout=60)
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_backfill_steps_each_day_in_order_and_stop_at_a_failing_one(dagbag, tmp_path):
+    dag = dagbag.dags["checkout_age_backfill"]
+    check_days = dag.get_task("check_days").bash_command
+    done, calls = _run_rendered(check_days, tmp_path, "2026-02-27", "2026-03-01")
+    assert done.returncode == 0, done.stderr
+    days = [call.split("--date ")[1].split()[0] for call in calls]
+    assert days == ["2026-02-27"] * 4 + ["2026-02-28"] * 4 + ["2026-03-01"] * 4
+    assert [call.split(" --date")[0] for call in calls[:4]] == [
+        "drift", "check-quality", "minimise-photos", "report html"]
+    assert calls[1].endswith("--root /data --model-version v0002")
+
+    # A day failing its quality check stops the run there: its photos are not minimised.
+    (tmp_path / "bad").mkdir()
+    done, calls = _run_rendered(check_days, tmp_path / "bad", "2026-03-14", "2026-03-16",
+                                fail_on="check-quality --date 2026-03-15")
+    assert done.returncode != 0
+    assert calls[-1].startswith("check-quality --date 2026-03-15")
+    assert not any("2026-03-16" in call for call in calls)
+
+    landings = dag.get_task("check_landings").bash_command
+    (tmp_path / "back").mkdir()
+    done, calls = _run_rendered(landings, tmp_path / "back", "2026-03-16", "2026-03-14")
+    assert done.returncode == 2 and calls == []
+    assert "date_to 2026-03-14 is before date_from 2026-03-16" in done.stderr
 
 
 def test_retrain_dag_promotion_updates_the_production_asset(dagbag):

@@ -151,6 +151,39 @@ def test_daily_dag_processes_a_simulated_day_end_to_end(site):
     assert (site["data"] / "html" / f"report-2026-03-09..{DAY}.html").is_file()  # week to date
 
 
+def test_backfill_dag_processes_a_range_of_days(site):
+    """Two landed days through `checkout_age_backfill`: each Spark job once for both."""
+    days = ("2026-03-16", "2026-03-17")
+    for day in days:
+        _jobs(site, "simulate", "--date", day, "--stores", "2", "--receipts-per-store", "40",
+              "--root", str(site["data"]), "--seed", "8", "--frames")
+    conf = {"date_from": days[0], "date_to": days[1]}
+    done = _airflow(site, "dags", "test", "checkout_age_backfill", days[1], "--conf",
+                    json.dumps(conf))
+
+    assert _run_states(site, "checkout_age_backfill") == [{
+        "run": "success", "check_landings": "success", "resolve_model": "success",
+        "score_days": "success", "build_reports": "success", "check_days": "success",
+        "build_rollups": "success",
+    }], done.stdout[-3000:] + done.stderr[-3000:]
+    pin = _jobs(site, "model", "show", "v0001", "--pin").strip()
+    for day in days:
+        for table in REPORT_TABLES:
+            assert list((site["data"] / "reports" / table / f"date={day}").glob("*.parquet")), (
+                table, day)
+        scores = pq.read_table(site["data"] / "reports" / "photo_scores" / f"date={day}")
+        assert set(scores.column("model_run_id").to_pylist()) == {pin.split("@")[1]}
+        verdict = json.loads(_jobs(site, "check-quality", "--date", day, "--root",
+                                   str(site["data"]), "--json"))
+        assert verdict["ok"] and verdict["run_quality"]["model_version"] == "v0001"
+        assert (site["data"] / "landing" / f"date={day}" / "_PHOTOS_MINIMISED").is_file()
+        assert (site["data"] / "html" / f"report-{day}.html").is_file()
+    # The month's rollups were rebuilt with the new days: nothing is left to rebuild.
+    rollups = json.loads(_jobs(site, "rollup", "--from", days[0], "--to", days[1], "--root",
+                               str(site["data"]), "--json"))
+    assert rollups and {run["action"] for run in rollups} == {"fresh"}, rollups
+
+
 def test_a_refused_candidate_leaves_production_and_skips_promotion(site):
     conf = {"image_size": 96, "epochs": 0, "head_epochs": 1, "limit": 100, "max_mae": 1.0}
     _airflow(site, "dags", "test", "age_model_retrain", "2026-03-15", "--conf", json.dumps(conf))
