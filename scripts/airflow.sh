@@ -90,7 +90,8 @@ cat <<EOF
 
   Airflow UI:  http://$([[ $HOST == 0.0.0.0 ]] && hostname || echo "$HOST"):$PORT   (listening on $HOST)
   login:       admin / $password
-  DAGs:        checkout_age_daily, age_model_retrain (paused until you unpause them)
+  DAGs:        checkout_age_daily, age_model_retrain (paused until you unpause them),
+               checkout_age_backfill (by hand: Params date_from, date_to)
   data root:   $CHECKOUT_AGE_DATA_ROOT     registry: $MODEL_REGISTRY
   log:         $LOG
 
