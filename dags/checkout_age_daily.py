@@ -69,6 +69,31 @@ SPARK = {
             f"-XX:SharedArchiveFile={VENV}/spark-cds.jsa -Xlog:disable -Xlog:all=warning:stderr"),
     },
 }
+# One model version Param and one retry policy for both DAGs.
+MODEL_VERSION_PARAM = Param(
+    "production", type="string", pattern=r"^(production|v\d{4,})$",
+    description="Registry version (e.g. v0003) or 'production'")
+RETRIES = {"retries": 2, "retry_delay": timedelta(minutes=2),
+           "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=30)}
+
+
+def resolve_model_task() -> BashOperator:
+    """`resolve_model`: prints the pinned version alone, the task's XCom (`MODEL` reads it)."""
+    return BashOperator(task_id="resolve_model",
+                        bash_command=f"{CLI} model show {{{{ params.model_version }}}} --pin")
+
+
+def spark_job(task_id: str, script: str, days: list[str], label: str,
+              *args: str) -> SparkSubmitOperator:
+    """Daily Spark job `script` on `days` (`--date D`, or `--date D1 --to D2` for a range)."""
+    return SparkSubmitOperator(
+        task_id=task_id,
+        application=str(PROJECT / "jobs" / "daily" / script),
+        application_args=[*days, "--root", ROOT, *args],
+        name=f"checkout-age-{label}",
+        **SPARK,
+    )
+
 
 with DAG(
     dag_id="checkout_age_daily",
@@ -81,11 +106,9 @@ with DAG(
     params={  # the schemas keep trigger-form input safe to put on a command line
         "date": Param(None, type=["null", "string"], format="date",
                       description="Process this day (YYYY-MM-DD) instead of the logical date"),
-        "model_version": Param("production", type="string", pattern=r"^(production|v\d{4,})$",
-                               description="Registry version (e.g. v0003) or 'production'"),
+        "model_version": MODEL_VERSION_PARAM,
     },
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2),
-                  "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=30)},
+    default_args=RETRIES,
 ) as dag:
     wait_for_landing = BashSensor(
         task_id="wait_for_landing",
@@ -95,24 +118,11 @@ with DAG(
         poke_interval=timedelta(minutes=5),
         timeout=timedelta(hours=12),
     )
-    resolve_model = BashOperator(  # prints the pinned version alone: the task's XCom
-        task_id="resolve_model",
-        bash_command=f"{CLI} model show {{{{ params.model_version }}}} --pin",
-    )
-    score_photos = SparkSubmitOperator(
-        task_id="score_photos",
-        application=str(PROJECT / "jobs" / "daily" / "score_photos.py"),
-        application_args=["--date", RUN_DATE, "--root", ROOT, "--model", MODEL],
-        name=f"checkout-age-score-{RUN_DATE}",
-        **SPARK,
-    )
-    build_reports = SparkSubmitOperator(
-        task_id="build_reports",
-        application=str(PROJECT / "jobs" / "daily" / "reports.py"),
-        application_args=["--date", RUN_DATE, "--root", ROOT],
-        name=f"checkout-age-reports-{RUN_DATE}",
-        **SPARK,
-    )
+    resolve_model = resolve_model_task()
+    score_photos = spark_job("score_photos", "score_photos.py", ["--date", RUN_DATE],
+                             f"score-{RUN_DATE}", "--model", MODEL)
+    build_reports = spark_job("build_reports", "reports.py", ["--date", RUN_DATE],
+                              f"reports-{RUN_DATE}")
     detect_drift = BashOperator(task_id="detect_drift", bash_command=f"{CLI} drift {DAY}")
     check_quality = BashOperator(
         task_id="check_quality", bash_command=f"{CLI} check-quality {DAY} --model-version {MODEL_VERSION}"
@@ -156,6 +166,7 @@ EACH_DAY = (f'set -eu; if [[ "{FIRST}" > "{LAST}" ]]; then echo "date_to {LAST} 
             f'date_from {FIRST}" >&2; exit 2; fi; day={FIRST}; while [[ ! "$day" > "{LAST}" ]]; '
             'do %s; day=$(date -I -d "$day + 1 day"); done')
 ON_DAY = f'--date "$day" --root {ROOT}'
+RANGE = ["--date", FIRST, "--to", LAST]
 
 
 def backfill_dag() -> DAG:
@@ -172,34 +183,18 @@ def backfill_dag() -> DAG:
             # No defaults: a run must name its days.
             "date_from": Param(type="string", format="date", description="First day, YYYY-MM-DD"),
             "date_to": Param(type="string", format="date", description="Last day, YYYY-MM-DD"),
-            "model_version": Param("production", type="string", pattern=r"^(production|v\d{4,})$",
-                                   description="Registry version (e.g. v0003) or 'production'"),
+            "model_version": MODEL_VERSION_PARAM,
         },
-        default_args={"retries": 2, "retry_delay": timedelta(minutes=2),
-                      "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=30)},
+        default_args=RETRIES,
     ) as dag:
         check_landings = BashOperator(
             task_id="check_landings",
             bash_command=EACH_DAY % f"{CLI} landing-ready {ON_DAY}",
         )
-        resolve_model = BashOperator(
-            task_id="resolve_model",
-            bash_command=f"{CLI} model show {{{{ params.model_version }}}} --pin",
-        )
-        score_days = SparkSubmitOperator(
-            task_id="score_days",
-            application=str(PROJECT / "jobs" / "daily" / "score_photos.py"),
-            application_args=["--date", FIRST, "--to", LAST, "--root", ROOT, "--model", MODEL],
-            name=f"checkout-age-score-{FIRST}..{LAST}",
-            **SPARK,
-        )
-        build_reports = SparkSubmitOperator(
-            task_id="build_reports",
-            application=str(PROJECT / "jobs" / "daily" / "reports.py"),
-            application_args=["--date", FIRST, "--to", LAST, "--root", ROOT],
-            name=f"checkout-age-reports-{FIRST}..{LAST}",
-            **SPARK,
-        )
+        resolve_model = resolve_model_task()
+        score_days = spark_job("score_days", "score_photos.py", RANGE, f"score-{FIRST}..{LAST}",
+                               "--model", MODEL)
+        build_reports = spark_job("build_reports", "reports.py", RANGE, f"reports-{FIRST}..{LAST}")
         check_days = BashOperator(
             task_id="check_days",
             bash_command=EACH_DAY % "; ".join([
