@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -32,12 +31,10 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from bench.bench_score_paths import CLI, DAY, TreeUsage  # noqa: E402
-from bench.bench_score_scale import add_bench_arguments, score_bench  # noqa: E402
+from bench.bench_score_scale import add_bench_arguments, phase_lines, score_bench  # noqa: E402
 from bench.run_record import progress, publish, run_record  # noqa: E402
 
 RESULTS = PROJECT / "bench" / "results" / "bench_score_backfill.json"
-_PHASES = re.compile(r" phases: (.*)$", re.MULTILINE)
-_PHASE = re.compile(r"(\w+) ([\d.]+) s")
 
 
 def score(root: Path, first: str, last: str | None, model_ref: str, env: dict) -> dict:
@@ -52,8 +49,7 @@ def score(root: Path, first: str, last: str | None, model_ref: str, env: dict) -
         raise RuntimeError(f"score failed on {root}:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     days = result.get("days", [result])
-    phases = [{name: float(s) for name, s in _PHASE.findall(line)}
-              for line in _PHASES.findall(done.stderr)]
+    phases = phase_lines(done.stderr)
     return {"seconds": round(seconds, 2), "core_s": round(usage.core_seconds(), 1),
             "core_utilisation": round(usage.core_seconds() / (2 * seconds), 3),
             "photos": [day["photos_in"] for day in days], "day_phases_s": phases,

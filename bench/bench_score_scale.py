@@ -75,12 +75,15 @@ def job(root: Path, registry: str, model_ref: str, env: dict) -> dict:
             "python_worker_peak_rss_mib_max": usage.summary()["python_worker_peak_rss_mib_max"]}
 
 
+def phase_lines(log: str) -> list[dict[str, float]]:
+    """Each of the job's `phases:` lines (`PhaseClock`, one a day) as {phase: seconds}."""
+    return [{name: float(s) for name, s in _PHASE.findall(line.split(" phases: ", 1)[1])}
+            for line in log.splitlines() if " phases: " in line]
+
+
 def _phases(log: str) -> dict[str, float]:
-    """The job's `phases:` line (`PhaseClock`) as {phase: seconds}; {} without one."""
-    line = next((ln for ln in log.splitlines() if " phases: " in ln), None)
-    if line is None:
-        return {}
-    return {name: float(s) for name, s in _PHASE.findall(line.split(" phases: ", 1)[1])}
+    """The job's (first) `phases:` line as {phase: seconds}; {} without one."""
+    return next(iter(phase_lines(log)), {})
 
 
 def fit(runs: dict[int, list[dict]], key: str) -> dict:

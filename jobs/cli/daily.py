@@ -56,11 +56,9 @@ def _submit(script: str, master: str, job_args: list[str]) -> dict:
         # onto our stderr, so an operator sees why a job failed; our stdout stays the result.
         status = subprocess.run(command, env=launch_env(), stdout=sys.stderr.fileno()
                                 if _has_fileno(sys.stderr) else subprocess.DEVNULL, check=False)
+        result = json.loads(out.read_text()) if out.is_file() else None
         # A range run writes its result even when some of its days failed (exit status 2).
-        if not out.is_file():
-            raise UserError(f"{script} failed with exit status {status.returncode} (log above)")
-        result = json.loads(out.read_text())
-        if status.returncode != 0 and not result.get("failed"):
+        if result is None or (status.returncode != 0 and not result.get("failed")):
             raise UserError(f"{script} failed with exit status {status.returncode} (log above)")
         return result
 
@@ -105,7 +103,7 @@ def _run_job(script: str, args: argparse.Namespace) -> dict:
     from jobs.daily.arguments import job_argv
     from jobs.daily.day_range import day_range
 
-    day_range(args.date, getattr(args, "date_to", None))  # fail fast, before a JVM starts
+    day_range(args.date, args.date_to)  # fail fast, before a JVM starts
     job_args = ["--date", args.date, "--root", args.root, *job_argv(args.job_actions, args)]
     return _submit(script, args.master, job_args)
 

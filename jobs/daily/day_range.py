@@ -43,15 +43,19 @@ def day_range(first: str, last: str | None, max_days: int = MAX_DAYS) -> list[st
 
 
 def run_days(days: list[str], run_day: Callable[[str], dict]) -> dict:
-    """`run_day(day)` for each day in order; what a range run reports.
+    """`run_day(day)` for each day in order; what the job reports.
 
-    A day whose `run_day` raises `UserError` is logged and listed under `failed` with the error,
+    One day (no `--to`): `run_day`'s own result, its `UserError` raised, as a one-day job has
+    always done. Several: a day whose `run_day` raises `UserError` is logged and listed under `failed` with the error,
     and the next day runs: one bad day does not cost the rest of a backfill. Any other error
     (Spark itself failing) stops the run, as it would a single day.
 
     Returns:
-        `{"date_from", "date_to", "days": [each day's result], "failed": [{"date", "error"}]}`.
+        A range's `{"date_from", "date_to", "days": [each day's result], "failed": [{"date",
+        "error"}]}`.
     """
+    if len(days) == 1:
+        return run_day(days[0])
     done: list[dict] = []
     failed: list[dict] = []
     for day in days:

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                     min_support=args.min_support, top_n=args.top_n,
                 )
 
-        summary = report_day(days[0]) if len(days) == 1 else run_days(days, report_day)
+        summary = run_days(days, report_day)
     except UserError as exc:
         log.error("%s", exc)
         return 2

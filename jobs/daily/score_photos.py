@@ -489,10 +489,10 @@ def main(argv: list[str] | None = None) -> int:
         serving = serving_options_from(settings, artifact) if artifact is not None else None
         spark = session.result()
         clock.done("session")  # the Spark session, the model resolved beside it
-        clocks = iter([clock])  # the first day's phases include the session
 
         def score_day(day: str) -> dict:
-            day_clock = next(clocks, None) or PhaseClock()
+            # The first day's phases include the session; each later day has its own clock.
+            day_clock = clock if day == days[0] else PhaseClock()
             with day_lock(args.root, day, "score_photos"):  # one run of a day at a time
                 counts = run(
                     spark, root=normalise_root(args.root), run_date=day,
@@ -505,10 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                 day_clock.log()
             return counts
 
-        if len(days) == 1:
-            counts = score_day(days[0])
-        else:
-            counts = run_days(days, score_day)
+        counts = run_days(days, score_day)
     except UserError as exc:
         log.error("%s", exc)
         return 2

@@ -57,6 +57,16 @@ def test_a_failing_day_is_reported_and_the_next_days_still_run(caplog):
     assert f"{MISSING} not done" in caplog.text
 
 
+def test_one_day_is_its_own_result_and_its_error_is_raised():
+    assert run_days([FIRST], lambda day: {"date": day}) == {"date": FIRST}
+
+    def run_day(day):
+        raise UserError(f"landing/date={day} is not complete")
+
+    with pytest.raises(UserError, match="not complete"):
+        run_days([FIRST], run_day)
+
+
 def test_an_engine_failure_stops_the_range():
     def run_day(day):
         raise RuntimeError("the executor died")
