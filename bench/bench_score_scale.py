@@ -18,12 +18,15 @@ Results: bench/results/bench_score_scale.json, with the load average (the machin
         --compare-yuface --out bench/results/bench_score_scale-detector.json
     .venv/bin/python bench/bench_score_scale.py --model v0001 --registry var/mlflow \
         --compare-batch-size 64 --out bench/results/bench_score_scale-batch.json
+    .venv/bin/python bench/bench_score_scale.py --model v0001 --registry var/mlflow --sizes 1200 \
+        2400 --compare-commit 18eeecb --shuffle-bytes --out bench/results/bench_score_scale-scan.json
     .venv/bin/python bench/bench_score_scale.py --sizes 120 240 --repeats 1 --quick
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -48,8 +51,18 @@ _SCORED_IN = re.compile(r"decoded and scored in ([\d.]+) s")
 _PHASE = re.compile(r"(\w+) ([\d.]+) s")
 
 
-def job(root: Path, registry: str, model_ref: str, env: dict) -> dict:
-    """`checkout-age score` once on `root`'s day: wall, core-s by process, workers' split."""
+def job(root: Path, registry: str, model_ref: str, env: dict,
+        event_dir: Path | None = None) -> dict:
+    """`checkout-age score` once on `root`'s day: wall, core-s by process, workers' split.
+
+    With `event_dir` (a new folder), Spark's event log goes there and the result also says how
+    many bytes the job's shuffles wrote and read (`shuffle_mib`).
+    """
+    if event_dir is not None:
+        event_dir.mkdir(parents=True)
+        env = {**env, "SPARK_SUBMIT_OPTS": f"{env.get('SPARK_SUBMIT_OPTS', '')} "
+               f"-Dspark.eventLog.enabled=true -Dspark.eventLog.compress=false "
+               f"-Dspark.eventLog.dir={event_dir.as_uri()}"}
     wall = time.perf_counter()
     with TreeUsage() as usage:
         done = subprocess.run([str(CLI), "score", "--date", DAY, "--root", str(root), "--model",
@@ -72,7 +85,46 @@ def job(root: Path, registry: str, model_ref: str, env: dict) -> dict:
                         "scoring_core_s_per_photo": round(scoring / photos, 4) if photos else None,
                         "rest_of_tasks_core_s": round(sum(t[2] for t in tasks), 1),
                         "before_tasks_core_s": round(sum(t[3] for t in tasks), 1)},
-            "python_worker_peak_rss_mib_max": usage.summary()["python_worker_peak_rss_mib_max"]}
+            "python_worker_peak_rss_mib_max": usage.summary()["python_worker_peak_rss_mib_max"],
+            **({"shuffle_mib": shuffle_mib(event_dir)} if event_dir is not None else {})}
+
+
+def shuffle_mib(event_dir: Path) -> dict[str, float]:
+    """MiB written and read by every shuffle of the one application logged in `event_dir`."""
+    written = read = 0
+    # Spark 4 logs an application as a folder of (rolled) event files.
+    logs = sorted(path for path in event_dir.rglob("events_*") if path.is_file())
+    if not logs:
+        raise RuntimeError(f"no Spark event log under {event_dir}")
+    for log in logs:
+        with log.open(encoding="utf-8") as events:
+            for line in events:
+                if '"SparkListenerTaskEnd"' not in line:
+                    continue
+                metrics = json.loads(line).get("Task Metrics") or {}
+                written += metrics.get("Shuffle Write Metrics", {}).get(
+                    "Shuffle Bytes Written", 0)
+                reads = metrics.get("Shuffle Read Metrics", {})
+                read += reads.get("Remote Bytes Read", 0) + reads.get("Local Bytes Read", 0)
+    return {"written": round(written / 2**20, 2), "read": round(read / 2**20, 2)}
+
+
+def commit_tree(rev: str, parent: Path) -> Path:
+    """A detached git worktree of `rev` under `parent`: another commit's jobs, this venv."""
+    tree = parent / f"commit-{rev}"
+    subprocess.run(["git", "-C", str(PROJECT), "worktree", "add", "--detach", "--quiet",
+                    str(tree), rev], check=True)
+    return tree
+
+
+def _tree_state() -> str:
+    """This checkout's commit, "+ changes" when it has uncommitted ones."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(PROJECT), *args], capture_output=True,
+                              text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + (
+        " + changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def phase_lines(log: str) -> list[dict[str, float]]:
@@ -162,6 +214,11 @@ def main() -> int:
     parser.add_argument("--compare-yuface", action="store_true",
                         help="also run YuNet on yuface's own code instead of OpenVINO "
                              "(frames days only: crops are not detected)")
+    parser.add_argument("--compare-commit", default=None, metavar="REV",
+                        help="also run commit REV's jobs (a git worktree on PYTHONPATH, this "
+                             "venv): a code change against the code before it")
+    parser.add_argument("--shuffle-bytes", action="store_true",
+                        help="log Spark's events and report each job's shuffle MiB")
     parser.add_argument("--compare-batch-size", type=int, default=None, metavar="N",
                         help="also run with N faces per age-model call (the setting's default "
                              "against N, alternating)")
@@ -192,10 +249,18 @@ def main() -> int:
         settings_by_label[f"batch_{args.compare_batch_size}"] = (
             {"CHECKOUT_AGE_SCORE_BATCH_SIZE": str(args.compare_batch_size)}, pin)
     frames_only = {"yunet_on_yuface"}  # settings that change nothing on a crops day
-    result["settings"] = {label: {"env": changes, "model": model_ref}
-                          for label, (changes, model_ref) in settings_by_label.items()}
-    result["spark_submit_opts"] = env.get("SPARK_SUBMIT_OPTS")
     with tempfile.TemporaryDirectory(prefix="bench-score-scale-") as tmp_name:
+        if args.compare_commit:
+            rev = subprocess.run(["git", "-C", str(PROJECT), "rev-parse", "--short",
+                                  args.compare_commit], check=True, capture_output=True,
+                                 text=True).stdout.strip()
+            tree = commit_tree(rev, Path(tmp_name))
+            settings_by_label[f"commit_{rev}"] = ({"PYTHONPATH": str(tree)}, pin)
+        result["settings"] = {label: {"env": {k: v if k != "PYTHONPATH" else "<worktree>"
+                                              for k, v in changes.items()}, "model": model_ref}
+                              for label, (changes, model_ref) in settings_by_label.items()}
+        result["spark_submit_opts"] = env.get("SPARK_SUBMIT_OPTS")
+        result["this_tree"] = _tree_state()
         roots = {}
         for kind, frames in (("frames", True), ("crops", False)):
             for size in args.sizes:
@@ -212,10 +277,15 @@ def main() -> int:
                 for size in args.sizes:  # alternating: every size and setting, same neighbours
                     for label, (changes, model_ref) in compared.items():
                         progress(f"score {size} {kind}, {label}")
+                        events = (Path(tmp_name) / "events" / f"{kind}-{size}-{label}-"
+                                  f"{len(runs[label][size])}" if args.shuffle_bytes else None)
                         runs[label][size].append(job(roots[kind, size], registry,
-                                                     model_ref, {**env, **changes}))
+                                                     model_ref, {**env, **changes}, events))
             result["kinds"][kind] = {label: summary(by_size)
                                      for label, by_size in runs.items()}
+        if args.compare_commit:
+            subprocess.run(["git", "-C", str(PROJECT), "worktree", "remove", "--force",
+                            str(tree)], check=True)
     result["goals"], result["run"] = SCORE_GOALS, run_record(started, load_before)
     publish(result, args.out, keep=not args.quick)
     return 0

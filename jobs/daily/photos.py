@@ -81,54 +81,59 @@ def check_photo_metadata(meta: DataFrame) -> DataFrame:
     ).withColumn("is_first", F.row_number().over(first) == 1)
 
 
-def photo_inventory(files: DataFrame, meta: DataFrame) -> DataFrame:
-    """One row per photo seen: metadata, the bytes to decode (NULL if not to be decoded), reason.
+def photo_inventory(files: DataFrame, meta: DataFrame, payload: str = "content") -> DataFrame:
+    """One row per photo seen: metadata, the file's `payload` (NULL if not to be used), reason.
 
     Args:
-        files: `file_photo_ids` rows.
+        files: `file_photo_ids` rows, with `payload` "content" (the bytes to decode), or
+            `jobs.daily.score_photos.score_files` rows, with `payload` "_face" (each file's
+            verdict and age, scored before this join).
         meta: `check_photo_metadata` rows.
+        payload: the files' column carried to the photos that are neither missing nor
+            quarantined by their metadata.
 
     Returns:
-        photo_id, store_id, lane_id, captured_at, content, reason, detail. Later duplicate
+        photo_id, store_id, lane_id, captured_at, `payload`, reason, detail. Later duplicate
         metadata rows and duplicate files are rows of their own with reason `duplicate_photo_id`.
     """
+    kind = files.schema[payload].dataType
     ranked_files = files.withColumn(
         "is_first", F.row_number().over(Window.partitionBy("photo_id").orderBy("path")) == 1
     )
+    # binaryFile gives NULL content for an empty file: make it empty bytes (not_an_image).
+    carried = F.coalesce(payload, F.unhex(F.lit(""))) if payload == "content" else F.col(payload)
     firsts = meta.where("is_first").drop("is_first", "line_no").alias("m").join(
-        # binaryFile gives NULL content for an empty file: make it empty bytes (not_an_image).
         ranked_files.where("is_first").select(
-            "photo_id", F.coalesce("content", F.unhex(F.lit(""))).alias("content")
+            "photo_id", F.lit(True).alias("_file"), carried.alias(payload)
         ).alias("f"),
         on="photo_id", how="full_outer",
     )
     reason = (
-        F.when(F.col("f.content").isNull(), F.lit(MISSING_FILE))
+        F.when(F.col("f._file").isNull(), F.lit(MISSING_FILE))
         .when(F.col("m.reason").isNotNull(), F.col("m.reason"))
         .when(F.col("m.store_id").isNull() & F.col("m.captured_at").isNull(), NO_METADATA)
     )
-    # Every file has content (maybe empty bytes): a NULL content means no file matched.
     no_meta = F.col("m.store_id").isNull() & F.col("m.captured_at").isNull() & F.col(
         "m.reason").isNull()
     detail = (
-        F.when(F.col("f.content").isNull(), F.lit("metadata row but no photo file"))
+        F.when(F.col("f._file").isNull(), F.lit("metadata row but no photo file"))
         .when(F.col("m.reason").isNotNull(), F.col("m.detail"))
         .when(no_meta, F.lit("photo file but no photos.csv row"))
     )
     main = firsts.select(
         "photo_id", "m.store_id", "m.lane_id", "m.captured_at",
-        F.when(reason.isNull(), F.col("f.content")).alias("content"),
+        F.when(reason.isNull(), F.col(f"f.{payload}")).alias(payload),
         reason.alias("reason"), detail.alias("detail"),
     )
     dup_meta = meta.where("not is_first").select(
-        "photo_id", "store_id", "lane_id", "captured_at", F.lit(None).cast("binary").alias("content"),
+        "photo_id", "store_id", "lane_id", "captured_at", F.lit(None).cast(kind).alias(payload),
         F.lit(DUPLICATE_PHOTO_ID).alias("reason"),
         F.format_string("photos.csv line %d repeats this photo id", "line_no").alias("detail"),
     )
     dup_files = ranked_files.where("not is_first").select(
         "photo_id", F.lit(None).cast("string").alias("store_id"),
         F.lit(None).cast("int").alias("lane_id"), F.lit(None).cast("timestamp").alias("captured_at"),
-        F.lit(None).cast("binary").alias("content"), F.lit(DUPLICATE_PHOTO_ID).alias("reason"),
+        F.lit(None).cast(kind).alias(payload), F.lit(DUPLICATE_PHOTO_ID).alias("reason"),
         F.lit("a second photo file with this id").alias("detail"),
     )
     return main.unionByName(dup_meta).unionByName(dup_files)

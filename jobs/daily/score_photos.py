@@ -223,15 +223,23 @@ class PhaseClock:
         log.info("phases: %s", ", ".join(f"{k} {v:.2f} s" for k, v in self.seconds.items()))
 
 
-def score_inventory_served(inventory: DataFrame, serve) -> DataFrame:
-    """`score_inventory`'s output through the one-UDF serving path (`serve_udf`)."""
+def score_files(files: DataFrame, serve) -> DataFrame:
+    """Every photo file through the one-UDF serving path (`serve_udf`) in the task that reads it.
+
+    photo_id, path, `_face` (`SERVED_STRUCT`). Scoring before the join with the metadata means
+    the photos' bytes never cross a shuffle (a chain's day is tens of GB of JPEGs; the verdicts
+    are a few dozen bytes each). The few files the metadata quarantines are scored for nothing.
+    """
     from pyspark.sql import functions as F
 
-    scored = inventory.select(
-        "photo_id", "store_id", "lane_id", "captured_at", "reason", "detail",
-        serve(F.col("content")).alias("_face"),
-    )
-    return scored.select(
+    return files.select("photo_id", "path", serve(F.col("content")).alias("_face"))
+
+
+def served_columns(inventory: DataFrame) -> DataFrame:
+    """`score_inventory`'s output from `photo_inventory(score_files(...), meta, "_face")`."""
+    from pyspark.sql import functions as F
+
+    return inventory.select(
         "photo_id", "store_id", "lane_id", "captured_at",
         F.col("_face.age_pred_years").alias("age_pred_years"),
         F.coalesce("reason", "_face.reason").alias("reason"),
@@ -337,11 +345,16 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     )
     cores = spark.sparkContext.defaultParallelism
     if serving is not None:
-        # One single-threaded Python worker per task does everything: one task per core.
-        parts = partitions or max(1, cores)
-        inventory = photos.photo_inventory(files, meta).repartition(parts, "photo_id")
-        scored = score_inventory_served(inventory, serve_udf(
-            {**serving, "size": image_size, "batch_size": batch_size}, decode_limits))
+        # One single-threaded Python worker per task does everything, in the file scan's own
+        # tasks. Spark sizes those at a core's share of the day's bytes, capped by this: the
+        # default 128 MB would make 3-4 tasks of a 1,200-frame day on 2 cores (one runs alone).
+        set_unless_configured(spark, "spark.sql.files.maxPartitionBytes", str(1 << 30))
+        if partitions:
+            files = files.coalesce(partitions)
+        scored = served_columns(photos.photo_inventory(
+            score_files(files, serve_udf(
+                {**serving, "size": image_size, "batch_size": batch_size}, decode_limits)),
+            meta, "_face"))
     else:
         # One scoring task keeps two Python workers busy (decode + face detection, and decode +
         # crop + model with its own thread pool), so half as many tasks as cores.

@@ -182,11 +182,12 @@ def io_bytes(data: bytes):
 
 def test_serving_udf_equals_in_process_serving_on_frames_and_crops(spark, faces_dir, tiny_model,
                                                                   tmp_path):
-    """The one-UDF serving path: same verdicts, boxes and ages as `score_contents` in process;
-    the UDF runs once per row; bad bytes and metadata reasons are kept."""
+    """The one-UDF serving path, scored where the files are read and joined to the metadata
+    after: same verdicts, boxes and ages as `score_contents` in process; every file scored
+    exactly once; bad bytes, metadata reasons and duplicates kept."""
     import keras
 
-    from jobs.daily.score_photos import score_inventory_served, serve_udf
+    from jobs.daily.score_photos import score_files, serve_udf, served_columns
     from model.serving.artifact import export_artifact
     from model.serving.score import ServingOptions, score_contents
 
@@ -196,29 +197,40 @@ def test_serving_udf_equals_in_process_serving_on_frames_and_crops(spark, faces_
               enumerate(["000000.jpg", "000001.jpg", "000002.jpg", None])]
     crop = (faces_dir / "final_files" / "000005.jpg").read_bytes()
     contents = [*frames, crop, b"GIF89a-not-really"]
-    inventory = spark.createDataFrame(
-        [(f"f{i}", "S1", 1, None, data, None, None) for i, data in enumerate(contents)]
-        + [("meta", "S1", 1, None, None, "missing_file", "metadata row but no photo file")],
-        "photo_id string, store_id string, lane_id int, captured_at timestamp, content binary, "
-        "reason string, detail string",
-    ).repartition(2)
-    scored = score_inventory_served(inventory, serve_udf(options))
-    plan = scored._jdf.queryExecution().executedPlan().toString()
-    assert plan.count("serve(") == 1, plan
-    rows = {r.photo_id: r for r in scored.collect()}
+    (tmp_path / "photos.csv").write_text("photo_id,store_id,lane_id,captured_at\n" + "".join(
+        f"{pid},S1,{lane},2026-03-14T10:00:0{i}Z\n" for i, (pid, lane) in enumerate(
+            [(f"f{i}", 1) for i in range(6)] + [("bad", 0), ("meta", 1)])))
+    meta = check_photo_metadata(read_csv_lines(spark, str(tmp_path / "photos.csv"),
+                                               PHOTO_META_COLUMNS))
+    files = file_photo_ids(spark.createDataFrame(
+        [(f"file:/d/photos/lane=1/f{i}.jpg", data) for i, data in enumerate(contents)]
+        + [("file:/d/photos/lane=2/f0.jpg", frames[0]), ("file:/d/photos/lane=1/bad.jpg", crop)],
+        "path string, content binary").repartition(2))
+    scored = served_columns(photo_inventory(score_files(files, serve_udf(options)), meta,
+                                            "_face"))
+    rows = {(r.photo_id, r.store_id): r for r in scored.collect()}
+    # The files are read twice (the first files, the duplicates) but scored once: the
+    # duplicates' branch needs no verdict, so its scan reads paths only.
+    final_plan = scored._jdf.queryExecution().executedPlan().toString()
+    final_plan = final_plan.split("== Initial Plan ==")[0]
+    assert final_plan.count("serve(") == 1, final_plan
     expected = score_contents(contents, ServingOptions(**options))
     for i, want in enumerate(expected):
-        got = rows[f"f{i}"]
+        got = rows[f"f{i}", "S1"]
         assert (got.reason, got.faces_found, got.face_x, got.face_w) == (
             want["reason"], want["faces_found"], want["face_x"], want["face_w"])
         if want["age_pred_years"] is None:
             assert got.age_pred_years is None
         else:
             assert abs(got.age_pred_years - want["age_pred_years"]) < 1e-4
-    assert [rows[f"f{i}"].reason for i in range(6)] == [None, None, None, "no_face", None,
-                                                        "not_an_image"]
-    assert rows["f4"].faces_found is None  # a crop, scored whole
-    assert (rows["meta"].reason, rows["meta"].age_pred_years) == ("missing_file", None)
+    assert [rows[f"f{i}", "S1"].reason for i in range(6)] == [None, None, None, "no_face", None,
+                                                              "not_an_image"]
+    assert rows["f4", "S1"].faces_found is None  # a crop, scored whole
+    for key, reason in ((("meta", "S1"), "missing_file"), (("bad", "S1"), "bad_metadata"),
+                        (("f0", None), "duplicate_photo_id")):
+        assert (rows[key].reason, rows[key].age_pred_years, rows[key].faces_found) == (
+            reason, None, None)
+    assert len(rows) == 9
     assert sorted(r.photo_id for r in photo_scores(scored, "v9").collect()) == [
         "f0", "f1", "f2", "f4"]
 
