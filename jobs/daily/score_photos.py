@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import sys
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
     from model.evaluation.calibration import Calibration
 
 log = logging.getLogger("jobs.daily.score_photos")
+
+# The score job's file scan: what a photo file weighs besides its bytes, and the most bytes of
+# photos (with those weights) one scoring task reads: about 1,000 photos.
+SCAN_OPEN_COST_BYTES = 1 << 20
+SCAN_SPLIT_MAX_BYTES = 1 << 30
 
 
 def pixels_udf(size: int, limits: dict[str, int] | None = None):  # -> pandas UDF
@@ -284,23 +290,48 @@ def _path_key(path: str) -> str:
 
 
 def read_photo_files(spark: SparkSession, photos_dir: str) -> DataFrame:
-    """Every file under the day's `photos/` folder: path, content.
+    """Every file under the day's `photos/` folder: path, content (`read_photo_files_sized`)."""
+    return read_photo_files_sized(spark, photos_dir)[0]
+
+
+def read_photo_files_sized(spark: SparkSession, photos_dir: str) -> tuple[DataFrame, list[int]]:
+    """Every file under the day's `photos/` folder (path, content), and the files' sizes.
 
     The binaryFile source silently skips zero-length files; they are found by comparing its
     file listing with the paths it reads (no content is read for that) and added with empty
-    content, so they become `not_an_image` quarantine rows rather than lost photos.
+    content, so they become `not_an_image` quarantine rows rather than lost photos. The sizes
+    (bytes, of the files Spark reads) come from that same listing.
     """
     from jobs.daily.storage import path_exists
 
     schema = "path string, content binary"
     if not path_exists(spark, photos_dir):
-        return spark.createDataFrame([], schema)
+        return spark.createDataFrame([], schema), []
     reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(photos_dir)
     listed = {_path_key(path): path for path in reader.inputFiles()}
-    read = {_path_key(row.path) for row in reader.select("path").collect()}
+    rows = reader.select("path", "length").collect()
+    read = {_path_key(row.path) for row in rows}
     empty = [(listed[key], b"") for key in sorted(listed.keys() - read)]
     files = reader.select("path", "content")
-    return files.unionByName(spark.createDataFrame(empty, schema)) if empty else files
+    files = files.unionByName(spark.createDataFrame(empty, schema)) if empty else files
+    return files, [row.length for row in rows]
+
+
+def scan_split_bytes(sizes: list[int], cores: int, open_cost: int,
+                     most: int = SCAN_SPLIT_MAX_BYTES) -> int:
+    """`spark.sql.files.maxPartitionBytes` that cuts a day's files into a multiple of `cores`
+    even scan tasks (each file weighs its size plus `open_cost`, as Spark counts it).
+
+    Spark packs files, largest first, into splits of min(this, the day's weight / cores): a
+    2-core machine gets two tasks (and one of a file or two, as Spark's packing leaves it) up to
+    `most` bytes each, and beyond that 4, 6, ..., never 3 with the third running alone.
+    """
+    weights = [size + open_cost for size in sizes]
+    if not weights:
+        return most
+    total = sum(weights)
+    tasks = cores * max(1, math.ceil(total / (cores * most)))
+    return math.ceil(total / tasks) + max(weights)  # room for the file that closes a split
 
 
 def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model_version: str,
@@ -333,22 +364,26 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
     clock = clock or PhaseClock()
     landing = require_complete_day(spark, root, run_date)
     require_photos_kept(spark, root, run_date)
-    # Photos are ~10-50 KB: Spark's default 4 MB "open cost" per file would make one task per
-    # ~32 photos; count them nearer their size so a task reads thousands.
-    set_unless_configured(spark, "spark.sql.files.openCostInBytes", str(256 * 1024))
+    # Photos are ~5-150 KB and cost about the same to score whatever their size: Spark's
+    # default 4 MB "open cost" per file would make one task per ~32 photos, their size alone
+    # would give the task of the largest files too few photos. 1 MB: ~1,000 photos a GB.
+    set_unless_configured(spark, "spark.sql.files.openCostInBytes", str(SCAN_OPEN_COST_BYTES))
     # A frame is ~100 KB and decodes to 2.7 MB: Arrow batches of 10,000 (the default) would
     # hand a worker a gigabyte at once. The UDFs work in smaller chunks inside a batch anyway.
     set_unless_configured(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", "512")
-    files = photos.file_photo_ids(read_photo_files(spark, f"{landing}/photos"))
+    files, sizes = read_photo_files_sized(spark, f"{landing}/photos")
+    files = photos.file_photo_ids(files)
     meta = photos.check_photo_metadata(
         read_csv_lines(spark, f"{landing}/photos.csv", photos.PHOTO_META_COLUMNS)
     )
     cores = spark.sparkContext.defaultParallelism
     if serving is not None:
         # One single-threaded Python worker per task does everything, in the file scan's own
-        # tasks. Spark sizes those at a core's share of the day's bytes, capped by this: the
-        # default 128 MB would make 3-4 tasks of a 1,200-frame day on 2 cores (one runs alone).
-        set_unless_configured(spark, "spark.sql.files.maxPartitionBytes", str(1 << 30))
+        # tasks: as many as the cores, or a multiple (Spark's default 128 MB splits made 3-4
+        # tasks of a 1,200-frame day on 2 cores, the last running alone).
+        open_cost = spark._jsparkSession.sessionState().conf().filesOpenCostInBytes()  # "4m"
+        set_unless_configured(spark, "spark.sql.files.maxPartitionBytes",
+                              str(scan_split_bytes(sizes, cores, open_cost)))
         if partitions:
             files = files.coalesce(partitions)
         scored = served_columns(photos.photo_inventory(

@@ -276,3 +276,47 @@ def test_phase_clock_times_each_phase_from_the_end_of_the_last(caplog):
         clock.log()
     assert list(clock.seconds) == ["session", "inputs"]
     assert f"phases: session {clock.seconds['session']:.2f} s, inputs" in caplog.text
+
+
+def test_scan_splits_are_even_and_a_multiple_of_the_cores(spark, tmp_path):
+    """The score job scores photos in the file scan's tasks: `scan_split_bytes` makes Spark cut
+    a day into a multiple of the cores of even splits (plus at most a file or two), where its
+    own cap alone leaves an odd last split that would run alone."""
+    from jobs.daily.score_photos import read_photo_files_sized, scan_split_bytes
+
+    sizes = [int(n) for n in np.random.default_rng(3).integers(1_000, 20_000, 400)]
+    for i, size in enumerate(sizes):
+        (tmp_path / f"p{i:03d}.jpg").write_bytes(b"x" * size)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    files, listed = read_photo_files_sized(spark, str(tmp_path))
+    assert sorted(listed) == sorted(sizes)  # the empty file is read apart, with empty content
+    open_cost, most, cores = 4096, 2_000_000, 2
+    total = sum(size + open_cost for size in sizes)
+
+    def splits(max_bytes: int) -> list[tuple[int, int]]:
+        """(files, weight) of each scan split, largest first."""
+        settings = {"spark.sql.files.openCostInBytes": open_cost,
+                    "spark.sql.files.maxPartitionBytes": max_bytes,
+                    "spark.sql.files.minPartitionNum": cores}  # as on a 2-core machine
+        for key, value in settings.items():
+            spark.conf.set(key, str(value))
+        try:
+            rows = files.where(F.length("content") > 0).groupBy(F.spark_partition_id()).agg(
+                F.count("*").alias("n"), F.sum(F.length("content") + open_cost).alias("w"))
+            return sorted(((r.n, r.w) for r in rows.collect()), key=lambda s: -s[1])
+        finally:
+            for key in settings:
+                spark.conf.unset(key)
+
+    assert len(splits(most)) == 3  # Spark's own 2 MB cap: 5.8 MB in 3 splits, one runs alone
+    split = scan_split_bytes(sizes, cores, open_cost, most)
+    big = [s for s in splits(split) if s[0] > 2]
+    assert len(big) == 2 * cores  # 5.8 MB over 4 MB a round: two rounds of two
+    largest = max(sizes) + open_cost
+    assert sum(w for _, w in big) >= total - 2 * largest
+    # Each split closes within a file of the same size; the last takes what is left.
+    assert max(w for _, w in big) - min(w for _, w in big) <= len(big) * largest
+    # A day under one round: one split per core.
+    assert scan_split_bytes(sizes, cores, open_cost, 10**9) == -(-total // cores) + max(
+        sizes) + open_cost
+    assert scan_split_bytes([], cores, open_cost, most) == most
