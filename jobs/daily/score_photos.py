@@ -381,7 +381,8 @@ def run(spark: SparkSession, *, root: str, run_date: str, model_path: str, model
         # One single-threaded Python worker per task does everything, in the file scan's own
         # tasks: as many as the cores, or a multiple (Spark's default 128 MB splits made 3-4
         # tasks of a 1,200-frame day on 2 cores, the last running alone).
-        open_cost = spark._jsparkSession.sessionState().conf().filesOpenCostInBytes()  # "4m"
+        # In bytes, whatever unit a cluster wrote it in ("4m").
+        open_cost = spark._jsparkSession.sessionState().conf().filesOpenCostInBytes()
         set_unless_configured(spark, "spark.sql.files.maxPartitionBytes",
                               str(scan_split_bytes(sizes, cores, open_cost)))
         if partitions:
