@@ -20,6 +20,8 @@ Results: bench/results/bench_score_scale.json, with the load average (the machin
         --compare-batch-size 64 --out bench/results/bench_score_scale-batch.json
     .venv/bin/python bench/bench_score_scale.py --model v0001 --registry var/mlflow --sizes 1200 \
         2400 --compare-commit 18eeecb --shuffle-bytes --out bench/results/bench_score_scale-scan.json
+    .venv/bin/python bench/bench_score_scale.py --model v0001 --registry var/mlflow --sizes 1200 \
+        2400 --compare-no-bytecode --out bench/results/bench_score_scale-bytecode.json
     .venv/bin/python bench/bench_score_scale.py --sizes 120 240 --repeats 1 --quick
 """
 
@@ -127,6 +129,14 @@ def _tree_state() -> str:
         " + changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+def venv_bytecode() -> dict[str, int]:
+    """How many of the jobs venv's modules have compiled bytecode (`make setup` compiles all)."""
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    return {"py": sum(1 for _ in site.rglob("*.py")), "pyc": sum(1 for _ in site.rglob("*.pyc"))}
+
+
 def phase_lines(log: str) -> list[dict[str, float]]:
     """Each of the job's `phases:` lines (`PhaseClock`, one a day) as {phase: seconds}."""
     return [{name: float(s) for name, s in _PHASE.findall(line.split(" phases: ", 1)[1])}
@@ -219,6 +229,10 @@ def main() -> int:
                              "venv): a code change against the code before it")
     parser.add_argument("--shuffle-bytes", action="store_true",
                         help="log Spark's events and report each job's shuffle MiB")
+    parser.add_argument("--compare-no-bytecode", action="store_true",
+                        help="also run every Python process without the venv's compiled "
+                             "bytecode (an empty PYTHONPYCACHEPREFIX, nothing written: a venv "
+                             "installed without --compile-bytecode where nothing may write it)")
     parser.add_argument("--compare-batch-size", type=int, default=None, metavar="N",
                         help="also run with N faces per age-model call (the setting's default "
                              "against N, alternating)")
@@ -256,11 +270,17 @@ def main() -> int:
                                  text=True).stdout.strip()
             tree = commit_tree(rev, Path(tmp_name))
             settings_by_label[f"commit_{rev}"] = ({"PYTHONPATH": str(tree)}, pin)
+        if args.compare_no_bytecode:
+            empty = Path(tmp_name) / "no-bytecode"
+            empty.mkdir()
+            settings_by_label["no_bytecode"] = (
+                {"PYTHONPYCACHEPREFIX": str(empty), "PYTHONDONTWRITEBYTECODE": "1"}, pin)
         result["settings"] = {label: {"env": {k: v if k != "PYTHONPATH" else "<worktree>"
                                               for k, v in changes.items()}, "model": model_ref}
                               for label, (changes, model_ref) in settings_by_label.items()}
         result["spark_submit_opts"] = env.get("SPARK_SUBMIT_OPTS")
         result["this_tree"] = _tree_state()
+        result["venv_bytecode"] = venv_bytecode()
         roots = {}
         for kind, frames in (("frames", True), ("crops", False)):
             for size in args.sizes:
@@ -283,6 +303,8 @@ def main() -> int:
                                                      model_ref, {**env, **changes}, events))
             result["kinds"][kind] = {label: summary(by_size)
                                      for label, by_size in runs.items()}
+        if args.compare_no_bytecode and any(empty.iterdir()):
+            raise RuntimeError(f"bytecode was written under {empty}: not a run without it")
         if args.compare_commit:
             subprocess.run(["git", "-C", str(PROJECT), "worktree", "remove", "--force",
                             str(tree)], check=True)
