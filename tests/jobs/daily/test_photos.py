@@ -320,3 +320,25 @@ def test_scan_splits_are_even_and_a_multiple_of_the_cores(spark, tmp_path):
     assert scan_split_bytes(sizes, cores, open_cost, 10**9) == -(-total // cores) + max(
         sizes) + open_cost
     assert scan_split_bytes([], cores, open_cost, most) == most
+
+
+def test_zero_length_files_are_kept_as_a_local_table(spark, tmp_path):
+    """binaryFile skips empty files; they come back with empty content (to be quarantined as
+    `not_an_image`) from a local table, so no scan of the day needs a Python worker to read
+    them (a DataFrame made from a list is a Python RDD, re-pickled by Python workers)."""
+    from jobs.daily.score_photos import read_photo_files_sized
+
+    (tmp_path / "photos" / "lane=1").mkdir(parents=True)
+    (tmp_path / "photos" / "lane=1" / "a.jpg").write_bytes(b"\xff\xd8 not much")
+    (tmp_path / "photos" / "lane=1" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "photos" / "lane=1" / "empty2.jpg").write_bytes(b"")
+    files, sizes = read_photo_files_sized(spark, str(tmp_path / "photos"))
+    assert sizes == [len(b"\xff\xd8 not much")]
+    contents = {row.path.rsplit("/", 1)[1]: bytes(row.content) for row in files.collect()}
+    assert contents == {"a.jpg": b"\xff\xd8 not much", "empty.jpg": b"", "empty2.jpg": b""}
+    plan = files._jdf.queryExecution().executedPlan().toString()
+    assert "LocalTableScan" in plan and "ExistingRDD" not in plan, plan
+
+    nothing, no_sizes = read_photo_files_sized(spark, str(tmp_path / "no-such-folder"))
+    assert (nothing.collect(), no_sizes) == ([], [])
+    assert nothing.columns == ["path", "content"]
