@@ -15,20 +15,16 @@ $(UV):
 
 # Jobs venv: TensorFlow, Keras, PySpark, MLflow and the checkout-age CLI. No Airflow here: its
 # Spark provider (pyspark-client) and pyspark overwrite each other's files in one venv.
-# --compile-bytecode: every process (CLI, Spark driver, Python worker, Airflow task) then loads
-# compiled modules instead of compiling pandas, pyarrow or Airflow from source each time, which
-# it does wherever nothing may write the cache (PYTHONDONTWRITEBYTECODE, a read-only venv):
-# 1.6 s less CPU for a worker's imports, 2.3 s for an Airflow command (docs/serving.md).
 .venv/.installed: $(UV) requirements/jobs.txt pyproject.toml
 	$(UV) venv -q --allow-existing --python $(PYTHON) .venv
-	VIRTUAL_ENV=.venv $(UV) pip install -q --compile-bytecode -r requirements/jobs.txt
+	VIRTUAL_ENV=.venv $(UV) pip install -q -r requirements/jobs.txt
 	VIRTUAL_ENV=.venv $(UV) pip install -q --no-deps -e .
 	touch $@
 
 # Airflow venv: scheduler and operators only; tasks call the jobs venv's commands.
 .venv-airflow/.installed: $(UV) requirements/airflow.txt
 	$(UV) venv -q --allow-existing --python $(PYTHON) .venv-airflow
-	VIRTUAL_ENV=.venv-airflow $(UV) pip install -q --compile-bytecode -r requirements/airflow.txt
+	VIRTUAL_ENV=.venv-airflow $(UV) pip install -q -r requirements/airflow.txt
 	touch $@
 
 # The driver JVM's class-data archive of Spark's classes (jobs/daily/jvm_archive.py): every
@@ -36,7 +32,26 @@ $(UV):
 .venv/spark-cds.jsa: .venv/.installed
 	.venv/bin/python -m jobs.daily.jvm_archive
 
-setup: .venv/.installed .venv/spark-cds.jsa .venv-airflow/.installed
+# Every module of a venv compiled to bytecode once. Each process (CLI, Spark driver and Python
+# workers, Airflow commands and tasks) then loads compiled modules instead of compiling pandas,
+# pyarrow or Airflow from source every time, as it does wherever nothing may write the cache
+# (PYTHONDONTWRITEBYTECODE, as on these machines and in most container images; a read-only
+# venv): 1.6 s less CPU for a Spark worker's imports, 2.3 s for an Airflow command
+# (docs/serving.md). compileall, not uv's --compile-bytecode, which covers only what one install adds.
+SITE_PACKAGES = $$($(1)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+define compile_venv
+	$(1)/bin/python -m compileall -q -j 0 $(call SITE_PACKAGES,$(1)) >$(1)/.bytecode.log 2>&1 \
+	    || echo "note: some modules of $(1) did not compile (not imported here): $(1)/.bytecode.log"
+	touch $(1)/.bytecode
+endef
+
+.venv/.bytecode: .venv/.installed
+	$(call compile_venv,.venv)
+
+.venv-airflow/.bytecode: .venv-airflow/.installed
+	$(call compile_venv,.venv-airflow)
+
+setup: .venv/.installed .venv/.bytecode .venv/spark-cds.jsa .venv-airflow/.installed .venv-airflow/.bytecode
 
 # Headless Chromium for the HTML report's browser test (Debian's package; apt needs root or sudo).
 /usr/bin/chromium:
