@@ -208,31 +208,32 @@ def score_bench(registry_arg: str | None, model_ref: str) -> ScoreBench:
                       {**launch_env(), "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+# The on/off flags: each compares one more setting with the default, or adds a figure.
+_SWITCHES = (
+    ("--compare-pinning", "also run with OpenVINO's thread pinning on (the old default)"),
+    ("--compare-version-id", "also run with the model named by its version id (the driver asks "
+                             "MLflow, as before) instead of the daily DAG's pin"),
+    ("--compare-jvm-archive", "also run the driver JVM without the venv's class-data archive"),
+    ("--compare-yuface", "also run YuNet on yuface's own code instead of OpenVINO (frames days "
+                         "only: crops are not detected)"),
+    ("--shuffle-bytes", "log Spark's events and report each job's shuffle MiB"),
+    ("--compare-no-bytecode", "also run every Python process without the venv's compiled "
+                              "bytecode (an empty PYTHONPYCACHEPREFIX, nothing written: a venv "
+                              "set up without it where nothing may write it)"),
+)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_bench_arguments(parser, RESULTS)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1200, 4800],
                         help="photos per day (about; the simulator's faults remove some)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each size and kind")
-    parser.add_argument("--compare-pinning", action="store_true",
-                        help="also run with OpenVINO's thread pinning on (the old default)")
-    parser.add_argument("--compare-version-id", action="store_true",
-                        help="also run with the model named by its version id (the driver asks "
-                             "MLflow, as before) instead of the daily DAG's pin")
-    parser.add_argument("--compare-jvm-archive", action="store_true",
-                        help="also run the driver JVM without the venv's class-data archive")
-    parser.add_argument("--compare-yuface", action="store_true",
-                        help="also run YuNet on yuface's own code instead of OpenVINO "
-                             "(frames days only: crops are not detected)")
+    for flag, text in _SWITCHES:
+        parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument("--compare-commit", default=None, metavar="REV",
                         help="also run commit REV's jobs (a git worktree on PYTHONPATH, this "
                              "venv): a code change against the code before it")
-    parser.add_argument("--shuffle-bytes", action="store_true",
-                        help="log Spark's events and report each job's shuffle MiB")
-    parser.add_argument("--compare-no-bytecode", action="store_true",
-                        help="also run every Python process without the venv's compiled "
-                             "bytecode (an empty PYTHONPYCACHEPREFIX, nothing written: a venv "
-                             "installed without --compile-bytecode where nothing may write it)")
     parser.add_argument("--compare-batch-size", type=int, default=None, metavar="N",
                         help="also run with N faces per age-model call (the setting's default "
                              "against N, alternating)")
