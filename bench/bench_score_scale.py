@@ -35,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -111,12 +113,20 @@ def shuffle_mib(event_dir: Path) -> dict[str, float]:
     return {"written": round(written / 2**20, 2), "read": round(read / 2**20, 2)}
 
 
-def commit_tree(rev: str, parent: Path) -> Path:
-    """A detached git worktree of `rev` under `parent`: another commit's jobs, this venv."""
+@contextmanager
+def commit_tree(rev: str, parent: Path) -> Iterator[Path]:
+    """A detached git worktree of `rev` under `parent`: another commit's jobs, this venv.
+
+    Unregistered from git on the way out, also when a job failed (else git keeps listing it).
+    """
     tree = parent / f"commit-{rev}"
     subprocess.run(["git", "-C", str(PROJECT), "worktree", "add", "--detach", "--quiet",
                     str(tree), rev], check=True)
-    return tree
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(PROJECT), "worktree", "remove", "--force", str(tree)],
+                       check=True)
 
 
 def _tree_state() -> str:
@@ -264,12 +274,12 @@ def main() -> int:
         settings_by_label[f"batch_{args.compare_batch_size}"] = (
             {"CHECKOUT_AGE_SCORE_BATCH_SIZE": str(args.compare_batch_size)}, pin)
     frames_only = {"yunet_on_yuface"}  # settings that change nothing on a crops day
-    with tempfile.TemporaryDirectory(prefix="bench-score-scale-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="bench-score-scale-") as tmp_name, ExitStack() as stack:
         if args.compare_commit:
             rev = subprocess.run(["git", "-C", str(PROJECT), "rev-parse", "--short",
                                   args.compare_commit], check=True, capture_output=True,
                                  text=True).stdout.strip()
-            tree = commit_tree(rev, Path(tmp_name))
+            tree = stack.enter_context(commit_tree(rev, Path(tmp_name)))
             settings_by_label[f"commit_{rev}"] = ({"PYTHONPATH": str(tree)}, pin)
         if args.compare_no_bytecode:
             empty = Path(tmp_name) / "no-bytecode"
@@ -306,9 +316,6 @@ def main() -> int:
                                      for label, by_size in runs.items()}
         if args.compare_no_bytecode and any(empty.iterdir()):
             raise RuntimeError(f"bytecode was written under {empty}: not a run without it")
-        if args.compare_commit:
-            subprocess.run(["git", "-C", str(PROJECT), "worktree", "remove", "--force",
-                            str(tree)], check=True)
     result["goals"], result["run"] = SCORE_GOALS, run_record(started, load_before)
     publish(result, args.out, keep=not args.quick)
     return 0

@@ -1,4 +1,4 @@
-"""`make setup` installs both venvs with compiled bytecode (`--compile-bytecode`).
+"""`make setup` compiles both venvs to bytecode (`compileall`, the `.bytecode` stamps).
 
 Without it, wherever nothing may write the bytecode cache (PYTHONDONTWRITEBYTECODE, as on these
 machines and in most container images; a read-only venv), every process compiles the modules it
