@@ -1,7 +1,8 @@
 """How much worse a model reads ages from checkout frames than from the original face crops.
 
 Usage: .venv/bin/python bench/bench_frame_gap.py --model v0007 [--registry var/mlflow]
-       [--faces 2108] [--seed 5] [--out bench/results/bench_frame_gap-v0007.json]
+       [--faces 2108] [--seed 5] [--variants camera camera_square] [--geometry 1.2,0.016,0.065]
+       [--out bench/results/bench_frame_gap-v0007.json]
 
 Every face of the test split (or the first --faces of it) is pasted into a simulated 1280x720
 checkout frame by the simulator's own renderer (`jobs.simulator.frames`: face 80-300 px wide,
@@ -94,6 +95,22 @@ def _variant_plan(frame: str, clean: bool) -> str:
     return json.dumps(plan)
 
 
+def _use_geometry(text: str) -> None:
+    """Serve this run with `text`'s crop geometry (scale,dx,dy): the serving path reads
+    `yunet.YUNET_GEOMETRY` when it cuts, so replacing it here changes every cut of the run."""
+    from model.serving import yunet
+    from model.serving.faces import CropGeometry
+
+    scale, dx, dy = (float(v) for v in text.split(","))
+    yunet.YUNET_GEOMETRY = CropGeometry(scale=scale, dx=dx, dy=dy)
+
+
+def _geometry_record() -> dict:
+    from model.serving.yunet import YUNET_GEOMETRY
+
+    return {"scale": YUNET_GEOMETRY.scale, "dx": YUNET_GEOMETRY.dx, "dy": YUNET_GEOMETRY.dy}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", default=None, help="model registry (default: settings)")
@@ -104,10 +121,15 @@ def main() -> int:
                         default=["clean_square", "clean_feathered", "camera"],
                         help="frame renderings to measure (default: all but camera_square; the gap "
                              "is 'camera')")
+    parser.add_argument("--geometry", default=None, metavar="SCALE,DX,DY",
+                        help="cut frames' faces with this crop geometry instead of the shipped "
+                             "YUNET_GEOMETRY (an experiment: e.g. one calibrated elsewhere)")
     parser.add_argument("--out", default=None,
                         help="results file (default bench/results/bench_frame_gap-<version>.json)")
     args = parser.parse_args()
     started, load_before = time.time(), os.getloadavg()
+    if args.geometry:
+        _use_geometry(args.geometry)
 
     from jobs.daily.score_photos import serving_options_from
     from jobs.simulator.frames import plan_frames, render_frame
@@ -165,6 +187,7 @@ def main() -> int:
         "model": version.version, "image_size": version.image_size,
         "artifact": {k: v for k, v in artifact.items() if k != "path"},
         "detector": frame_options.detector, "seed": args.seed,
+        "geometry": _geometry_record(),
         "test_faces": len(photos), "frames_with_the_customer": int(has_customer.sum()),
         "customer_found_and_scored": int(found.sum()),
         "render_s": round(render_s, 1), "score_s": round(score_s, 1),

@@ -76,7 +76,8 @@ def _overrides(items: list[str]) -> dict[str, object]:
             raise SystemExit(f"--set {item}: no TrainConfig field {name!r}")
         kind = str(types[name])
         out[name] = (None if text == "None" else tuple(filter(None, text.split(",")))
-                     if kind.startswith("tuple") else float(text) if kind.startswith("float")
+                     if kind.startswith("tuple") else text.lower() in ("1", "true", "yes")
+                     if kind.startswith("bool") else float(text) if kind.startswith("float")
                      else int(text) if kind.startswith("int") else text)
     return out
 

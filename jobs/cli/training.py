@@ -38,7 +38,7 @@ def _faces(args: argparse.Namespace, settings) -> Path:
 # `model train` flags that are knobs of `model.profiles.TrainConfig` (None: the profile's value).
 _CONFIG_FLAGS = ("size", "backbone", "head", "head_epochs", "epochs", "batch_size", "seed",
                  "learning_rate", "patience", "limit", "mixed_precision", "frozen_until",
-                 "camera_share", "age_balance", "teachers", "distill_weight")
+                 "camera_share", "camera_detect", "age_balance", "teachers", "distill_weight")
 
 
 def train_config_from_args(args: argparse.Namespace, settings):
@@ -295,6 +295,9 @@ def _add_train(subparsers: argparse._SubParsersAction, settings) -> None:
     train.add_argument("--camera-share", type=float, metavar="P",
                        help="chance a training face is seen as a checkout camera delivers it "
                             "(small, blurred, re-exposed, JPEG) in an epoch")
+    train.add_argument("--camera-detect", action="store_const", const=True, default=None,
+                       help="with --camera-share: cut each camera view around the face the "
+                            "serving detector finds in it, as the score job cuts a frame's face")
     train.add_argument("--age-balance", type=float, metavar="E",
                        help="weigh each face's loss by its 5-year band's share ** -E (0: "
                             "alike; 0.5 lifts the sparse 65+ and teen bands)")

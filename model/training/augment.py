@@ -9,9 +9,14 @@ so a batch is augmented identically whenever it is rebuilt with the same seed.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def flip_horizontal(images: np.ndarray) -> np.ndarray:
@@ -83,13 +88,30 @@ def camera_view(image: np.ndarray, rng: np.random.Generator,
     crop), blurred, re-exposed and white-balanced there, JPEG-encoded at a camera's quality,
     decoded, and brought back to (H, W) as the serving path resizes a crop cut from a frame.
     """
-    from PIL import Image, ImageFilter
+    from PIL import Image
 
     height, width = image.shape[:2]
-    side = int(round(rng.uniform(*camera.face_px) / camera.face_share_of_crop))
     picture = Image.fromarray(np.ascontiguousarray(image))
+    side = frame_side(rng, camera)
     if side < width:
         picture = picture.resize((side, side), Image.Resampling.BILINEAR)
+    picture = camera_losses(picture, rng, camera)
+    if picture.size != (width, height):
+        picture = picture.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(picture, dtype=np.uint8)
+
+
+def frame_side(rng: np.random.Generator, camera: CameraModel = CameraModel()) -> int:
+    """The side in frame pixels of a faces-set crop whose face a camera saw at a random size."""
+    return int(round(rng.uniform(*camera.face_px) / camera.face_share_of_crop))
+
+
+def camera_losses(picture: Image.Image, rng: np.random.Generator,
+                  camera: CameraModel = CameraModel()) -> Image.Image:
+    """`picture` (RGB, at its size in the frame) blurred, re-exposed, white-balanced and passed
+    through a camera's JPEG encoding: a new decoded RGB image of the same size."""
+    from PIL import Image, ImageFilter
+
     radius = rng.uniform(*camera.blur_px)
     if radius > 0.05:
         picture = picture.filter(ImageFilter.GaussianBlur(radius))
@@ -101,17 +123,17 @@ def camera_view(image: np.ndarray, rng: np.random.Generator,
                                                            camera.jpeg_quality[1] + 1)))
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        picture = decoded.convert("RGB")
-        if picture.size != (width, height):
-            picture = picture.resize((width, height), Image.Resampling.BILINEAR)
-        return np.asarray(picture, dtype=np.uint8)
+        return decoded.convert("RGB")
 
 
 def camera_views(images: np.ndarray, rng: np.random.Generator, share: float = 1.0,
-                 camera: CameraModel = CameraModel()) -> np.ndarray:
+                 camera: CameraModel = CameraModel(),
+                 view: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+                 ) -> np.ndarray:
     """A copy of a uint8 (N, H, W, 3) batch with each image, with chance `share`, replaced by
-    its `camera_view`."""
+    its `camera_view` (or by `view(image, rng)`, e.g. `served_view.ServedView`)."""
+    view = view or (lambda image, generator: camera_view(image, generator, camera))
     out = images.copy()
     for i in np.flatnonzero(rng.random(len(images)) < share):
-        out[i] = camera_view(images[i], rng, camera)
+        out[i] = view(images[i], rng)
     return out

@@ -7,6 +7,8 @@ reproducible and do not depend on the order in which worker threads build batche
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 
@@ -44,6 +46,8 @@ class FaceBatches(keras.utils.PyDataset):
             same shape, so nothing is traced or compiled again mid-epoch).
         camera_share: chance that a training image (pixels, not `mirrored` rows) is replaced
             by a checkout camera's view of it (`augment.camera_view`) in an epoch.
+        camera_view: how that view is made, `view(image, rng)` (e.g. cut around the serving
+            detector's box: `served_view.ServedView`); None: `augment.camera_view`.
         weights: per-row loss weights; batches are then `(x, y, w)` (`age_weights`).
         mirrored: the images' mirror-image counterparts (e.g. activations of the flipped
             pictures, which are not the flipped activations); augmentation then takes a row
@@ -64,6 +68,7 @@ class FaceBatches(keras.utils.PyDataset):
         drop_remainder: bool = False,
         mirrored: np.ndarray | None = None,
         camera_share: float = 0.0,
+        camera_view: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         weights: np.ndarray | None = None,
         **kwargs: object,
     ) -> None:
@@ -80,6 +85,7 @@ class FaceBatches(keras.utils.PyDataset):
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         self.mirrored = mirrored
         self.camera_share = camera_share
+        self.camera_view = camera_view
         self.ages = np.asarray(ages, dtype=np.float32).reshape(-1, 1)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -107,7 +113,7 @@ class FaceBatches(keras.utils.PyDataset):
             rng = np.random.default_rng((self.seed, self.epoch, index, 1))
             if self.mirrored is None:
                 if self.camera_share > 0:  # pixels: a share of them as a checkout camera's
-                    batch = camera_views(batch, rng, self.camera_share)
+                    batch = camera_views(batch, rng, self.camera_share, view=self.camera_view)
                 batch = augment_batch(batch, rng, max_shift=self.max_shift)
             else:
                 flips = rng.random(len(rows)) < 0.5

@@ -55,6 +55,9 @@ class TrainConfig:
     # Chance that a training face is seen, in an epoch, as a checkout camera delivers it
     # (low resolution, blur, exposure, white balance, JPEG: `augment.camera_view`).
     camera_share: float = 0.0
+    # Camera views cut as the score job cuts a face: found by the serving detector in a small
+    # frame and cropped around its box (`served_view.ServedView`), not brought back whole.
+    camera_detect: bool = False
     # Loss weight of a face: (share of training faces in its 5-year age band) ** -age_balance,
     # scaled to mean 1. 0 weighs every face alike; 0.5 lifts the sparse old and teen bands.
     age_balance: float = 0.0
@@ -92,6 +95,8 @@ def train_config(settings: Settings, profile: str | None = None, **flags: object
     weight = values.get("distill_weight", 0.5)
     if not 0.0 <= weight <= 1.0:
         raise UserError(f"distillation weight must be within 0..1, not {weight}")
+    if values.get("camera_detect") and not values.get("camera_share"):
+        raise UserError("--camera-detect cuts camera views: it needs --camera-share above 0")
     return TrainConfig(profile=name, **values)
 
 

@@ -198,13 +198,31 @@ def _fit_two_phases(trained: keras.Model, frozen_part: keras.Model, train: FaceB
     return history, stopper.best_epoch + 1  # keras counts from epoch 0, across phases
 
 
+def _camera_view(config: TrainConfig):  # noqa: ANN202 - a ServedView or None
+    """The camera views' cut: around the serving detector's box (`camera_detect`), or None
+    (`augment.camera_view`: the crop brought back whole)."""
+    if not (config.camera_detect and config.camera_share > 0):
+        return None
+    from model.training.served_view import ServedView
+
+    return ServedView()
+
+
+def _log_served_views(views) -> None:  # noqa: ANN001 - a partial of camera_views or None
+    view = views.keywords.get("view") if views is not None else None
+    if view is not None and view.seen:
+        log.info("camera views cut around the serving detector's box: %d, %d of them (%.1f %%) "
+                 "missed by the detector and kept whole", view.seen, view.missed,
+                 100 * view.missed / view.seen)
+
+
 def _batches(train_x: np.ndarray, train_y: np.ndarray, valid_x: np.ndarray,
              valid_y: np.ndarray, config: TrainConfig,
              train_mirrored: np.ndarray | None = None) -> tuple[FaceBatches, FaceBatches]:
     train = FaceBatches(train_x, train_y, batch_size=config.batch_size, shuffle=True,
                         augment=True, seed=config.seed, max_shift=config.max_shift,
                         drop_remainder=True, mirrored=train_mirrored, workers=config.workers,
-                        camera_share=config.camera_share,
+                        camera_share=config.camera_share, camera_view=_camera_view(config),
                         weights=age_weights(train_y, config.age_balance)
                         if config.age_balance > 0 else None)
     valid = FaceBatches(valid_x, valid_y, batch_size=config.batch_size, workers=config.workers)
@@ -246,8 +264,10 @@ def fit_age_model(
             views = None
             if config.camera_share > 0:
                 rng = np.random.default_rng((config.seed, 2))
-                views = partial(camera_views, rng=rng, share=min(1.0, 2 * config.camera_share))
+                views = partial(camera_views, rng=rng, share=min(1.0, 2 * config.camera_share),
+                                view=_camera_view(config))
             train_m = extract_features(parts.front, train_x, mirrored=True, transform=views)
+            _log_served_views(views)
             train_x = extract_features(parts.front, train_x)
             valid_x = extract_features(parts.front, valid_x)
             phases["extract_features_s"] = round(time.perf_counter() - started, 1)

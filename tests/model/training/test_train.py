@@ -192,6 +192,34 @@ def test_cli_train_distils_a_registered_teacher(
     assert (params["teachers"], params["distill_weight"]) == ("v0001", "0.7")
 
 
+def test_cli_train_cuts_camera_views_around_the_serving_detector(
+    small_faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`--camera-detect`: the run's camera views go through `ServedView` (counted in the log)
+    and the flag is recorded in the config and the command that repeats the run."""
+    monkeypatch.setenv("CHECKOUT_AGE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    with caplog.at_level("INFO", logger="model.training.train"):
+        status = cli_main(["model", "train", "--faces", str(small_faces_dir), "--size", "96",
+                           "--head-epochs", "1", "--epochs", "0", "--limit", "120",
+                           "--batch-size", "32", "--camera-share", "0.5", "--camera-detect",
+                           "--no-register", "--out", str(out)])
+    assert status == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["camera_detect"] is True and config["camera_share"] == 0.5
+    assert "--camera-share 0.5 --camera-detect" in config["command"]
+    [line] = [r.getMessage() for r in caplog.records if "serving detector's box" in r.getMessage()]
+    seen = int(line.split("box: ")[1].split(",")[0])
+    # Each training face's mirrored copy is a camera view with chance 2 x 0.5.
+    assert seen == config["rows"]["train"]
+
+
+def test_camera_detect_needs_camera_views() -> None:
+    with pytest.raises(UserError, match="needs --camera-share"):
+        train_config(Settings(), "cpu", camera_detect=True)
+
+
 def test_distilling_needs_the_registry(
     small_faces_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
