@@ -208,8 +208,7 @@ def _camera_view(config: TrainConfig):  # noqa: ANN202 - a ServedView or None
     return ServedView()
 
 
-def _log_served_views(views) -> None:  # noqa: ANN001 - a partial of camera_views or None
-    view = views.keywords.get("view") if views is not None else None
+def _log_served_views(view) -> None:  # noqa: ANN001 - a ServedView or None
     if view is not None and view.seen:
         log.info("camera views cut around the serving detector's box: %d, %d of them (%.1f %%) "
                  "missed by the detector and kept whole", view.seen, view.missed,
@@ -222,7 +221,9 @@ def _batches(train_x: np.ndarray, train_y: np.ndarray, valid_x: np.ndarray,
     train = FaceBatches(train_x, train_y, batch_size=config.batch_size, shuffle=True,
                         augment=True, seed=config.seed, max_shift=config.max_shift,
                         drop_remainder=True, mirrored=train_mirrored, workers=config.workers,
-                        camera_share=config.camera_share, camera_view=_camera_view(config),
+                        camera_share=config.camera_share,
+                        # Only pixel batches make camera views here (mirrored rows are cached).
+                        camera_view=_camera_view(config) if train_mirrored is None else None,
                         weights=age_weights(train_y, config.age_balance)
                         if config.age_balance > 0 else None)
     valid = FaceBatches(valid_x, valid_y, batch_size=config.batch_size, workers=config.workers)
@@ -261,13 +262,13 @@ def fit_age_model(
             trained, frozen_part = parts.tail, parts.tail_backbone
             # The mirrored copies are the epoch's other view of each face (picked half the
             # time): camera views go there, twice as often as they should be seen overall.
-            views = None
+            views, view = None, _camera_view(config)
             if config.camera_share > 0:
                 rng = np.random.default_rng((config.seed, 2))
                 views = partial(camera_views, rng=rng, share=min(1.0, 2 * config.camera_share),
-                                view=_camera_view(config))
+                                view=view)
             train_m = extract_features(parts.front, train_x, mirrored=True, transform=views)
-            _log_served_views(views)
+            _log_served_views(view)
             train_x = extract_features(parts.front, train_x)
             valid_x = extract_features(parts.front, valid_x)
             phases["extract_features_s"] = round(time.perf_counter() - started, 1)

@@ -18,6 +18,8 @@ from model.training.served_view import ServedView
 # (detection and the serving crop) can differ from the crop itself.
 LOSSLESS = CameraModel(face_px=(0.81 * 160,) * 2, blur_px=(0.0, 0.0), gain=(1.0, 1.0),
                        white_balance=(1.0, 1.0), jpeg_quality=(95, 95))
+
+
 @pytest.fixture(scope="module")
 def face_images(faces_dir: Path) -> np.ndarray:
     labels = pd.read_csv(faces_dir / "labels.csv").iloc[::1400].head(12)
