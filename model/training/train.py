@@ -203,9 +203,13 @@ def _camera_view(config: TrainConfig):  # noqa: ANN202 - a ServedView or None
     (`augment.camera_view`: the crop brought back whole)."""
     if not (config.camera_detect and config.camera_share > 0):
         return None
-    from model.training.served_view import ServedView
+    from model.config import load_settings
+    from model.training.served_view import FRAME_WIDTH_PX, ServedView
 
-    return ServedView()
+    # The score job's own detection settings (CHECKOUT_AGE_YUNET_* included), not the defaults.
+    settings = load_settings()
+    return ServedView(detect_scale=settings.yunet_width_px / FRAME_WIDTH_PX,
+                      min_confidence=settings.yunet_min_confidence)
 
 
 def _log_served_views(view) -> None:  # noqa: ANN001 - a ServedView or None

@@ -85,3 +85,16 @@ def test_camera_views_take_the_served_cut(face_images) -> None:
     out = camera_views(face_images, np.random.default_rng(2), share=1.0, view=view)
     assert view.seen == len(face_images) and out.shape == face_images.shape
     assert all(not np.array_equal(a, b) for a, b in zip(out, face_images, strict=True))
+
+
+def test_training_cuts_served_views_with_the_score_jobs_settings(monkeypatch) -> None:
+    from model.config import Settings
+    from model.training.profiles import train_config
+    from model.training.train import _camera_view
+
+    config = train_config(Settings(), "quick", camera_share=0.5, camera_detect=True)
+    monkeypatch.setenv("CHECKOUT_AGE_YUNET_WIDTH_PX", "640")
+    monkeypatch.setenv("CHECKOUT_AGE_YUNET_MIN_CONFIDENCE", "0.8")
+    view = _camera_view(config)
+    assert view.detect_scale == pytest.approx(640 / 1280) and view.min_confidence == 0.8
+    assert _camera_view(train_config(Settings(), "quick", camera_share=0.5)) is None
