@@ -10,7 +10,9 @@ Every task reads and replaces only that day's partitions: reruns, catch-up and b
    (Param `model_version`, default `production`; XCom `v0003@<run id>`: the score job reads the
    version's files without MLflow); `run_quality.model_version` records the version.
 3. `score_photos`, `build_reports`: Spark jobs; master and settings come from the `spark_default`
-   connection (a cluster needs no code change).
+   connection (a cluster needs no code change). With `CHECKOUT_AGE_JOB_SERVER` set where the DAG
+   is parsed, both are sent to that warm `checkout-age job-server` instead (no Spark start-up
+   per day; a day runs alone when the server does not answer).
 4. `detect_drift`: the day's ages and no-face rate per store and lane vs the 28 days before
    (`age_drift`).
 5. `check_quality`: fails the run when counts do not add up or the match rate is below the floor;
@@ -32,6 +34,7 @@ Spark application per job.
 from __future__ import annotations
 
 import os
+import shlex
 from datetime import timedelta
 from pathlib import Path
 
@@ -83,9 +86,23 @@ def resolve_model_task() -> BashOperator:
                         bash_command=f"{CLI} model show {{{{ params.model_version }}}} --pin")
 
 
+# `checkout-age job-server`'s URL (docs/serving.md), read when the file is parsed: the Spark
+# tasks send their days to that warm application through the CLI (`--server`), which runs a day
+# as its own application on CHECKOUT_AGE_SPARK_MASTER where the server does not answer. Unset:
+# spark-submit on the `spark_default` connection.
+JOB_SERVER = os.environ.get("CHECKOUT_AGE_JOB_SERVER") or None
+JOB_COMMANDS = {"score_photos.py": "score", "reports.py": "reports"}
+
+
 def spark_job(task_id: str, script: str, days: list[str], label: str,
-              *args: str) -> SparkSubmitOperator:
-    """Daily Spark job `script` on `days` (`--date D`, or `--date D1 --to D2` for a range)."""
+              *args: str) -> SparkSubmitOperator | BashOperator:
+    """Daily Spark job `script` on `days` (`--date D`, or `--date D1 --to D2` for a range):
+    spark-submit, or the CLI sending it to `JOB_SERVER`."""
+    if JOB_SERVER:
+        return BashOperator(
+            task_id=task_id,
+            bash_command=" ".join([CLI, JOB_COMMANDS[script], *days, "--root", ROOT, *args,
+                                   "--server", shlex.quote(JOB_SERVER)]))
     return SparkSubmitOperator(
         task_id=task_id,
         application=str(PROJECT / "jobs" / "daily" / script),

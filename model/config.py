@@ -104,6 +104,9 @@ class Settings:
 
     # Daily jobs.
     spark_master: str = "local[*]"
+    # `checkout-age job-server`'s URL: the daily jobs run in its warm Spark application (a day's
+    # start-up paid once, docs/serving.md); None, or the server not answering: their own.
+    job_server: str | None = None
     # Faces per age-model call (flip TTA makes each call twice that). Small batches stay in the
     # CPU's caches: MobileNetV2 160 px on one thread, 8 against 64, OpenVINO 116 vs 98 faces/s
     # and Keras 81 vs 66, the score job's workers 340-400 MB against 740-800
@@ -244,7 +247,7 @@ def load_settings() -> Settings:
                 raise ValueError(f"CHECKOUT_AGE_{name.upper()}={raw!r}: use one of "
                                  + ", ".join(sorted(_BOOLEANS)))
             changes[name] = _BOOLEANS[raw.lower()]
-    for name in ("backbone", "spark_master", "photo_format", "train_profile",
+    for name in ("backbone", "spark_master", "job_server", "photo_format", "train_profile",
                  "calibration_method", "face_detector", "yunet_runtime"):
         raw = _env(f"CHECKOUT_AGE_{name.upper()}")
         if raw is not None:

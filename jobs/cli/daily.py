@@ -1,4 +1,5 @@
-"""`checkout-age simulate | score | reports`: fill a landing day, run the two daily Spark jobs.
+"""`checkout-age simulate | score | reports | job-server`: fill a landing day, run the two daily
+Spark jobs (each as its own application, or in the warm job server).
 
 `score` and `reports` build a `spark-submit` command for `jobs/daily/score_photos.py` and
 `jobs/daily/reports.py` (the same command Airflow's SparkSubmitOperator runs) and report the job's
@@ -16,7 +17,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from jobs.daily.arguments import add_day_arguments, add_reports_arguments, add_score_arguments
+from jobs.daily.arguments import (
+    JOB_SERVER_PORT,
+    add_day_arguments,
+    add_reports_arguments,
+    add_score_arguments,
+)
 from model.config import Settings, load_settings
 from model.errors import UserError
 
@@ -98,13 +104,25 @@ def _simulate(args: argparse.Namespace) -> int:
     ])
 
 
+JOB_NAMES = {"score_photos.py": "score", "reports.py": "reports"}  # the job server's names
+
+
 def _run_job(script: str, args: argparse.Namespace) -> dict:
-    """Run `script` on the day in `args` with the job flags the user set (`job_actions`)."""
+    """Run `script` on the day in `args` with the job flags the user set (`job_actions`): in
+    the job server when one is set and takes it, else as its own Spark application."""
     from jobs.daily.arguments import job_argv
     from jobs.daily.day_range import day_range
 
     day_range(args.date, args.date_to)  # fail fast, before a JVM starts
     job_args = ["--date", args.date, "--root", args.root, *job_argv(args.job_actions, args)]
+    if args.server:
+        from jobs.daily.job_client import ServerUnavailable, run_on_server
+
+        try:
+            return run_on_server(args.server, JOB_NAMES[script], job_args, load_settings())
+        except ServerUnavailable as exc:
+            log.warning("job server %s: %s; running %s as its own Spark application (%s)",
+                        args.server, exc, script, args.master)
     return _submit(script, args.master, job_args)
 
 
@@ -143,7 +161,7 @@ def _reports(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Attach `simulate`, `score` and `reports` to the top-level parser."""
+    """Attach `simulate`, `score`, `reports` and `job-server` to the top-level parser."""
     settings = load_settings()
 
     sim = subparsers.add_parser(
@@ -182,6 +200,38 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     _common(rep, settings, "report")
     rep.set_defaults(handler=_reports, job_actions=add_reports_arguments(rep, settings))
+    _add_server_command(subparsers, settings)
+
+
+def _job_server(args: argparse.Namespace) -> int:
+    """Run the job server in this process (`python -m jobs.daily.job_server`) until stopped."""
+    import os
+
+    argv = [sys.executable, "-m", "jobs.daily.job_server", "--host", args.host,
+            "--port", str(args.port), "--master", args.master]
+    if args.ready_file:
+        argv += ["--ready-file", args.ready_file]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # the supervisor's signals reach the server itself
+    return 1  # not reached
+
+
+def _add_server_command(subparsers: argparse._SubParsersAction, settings: Settings) -> None:
+    server = subparsers.add_parser(
+        "job-server", help="a warm Spark application the daily jobs run in (--server URL)",
+        description="Start one Spark application and run the score and reports jobs sent to it "
+        "(`checkout-age score --server URL`, setting job_server) in it, one at a time, until "
+        "SIGTERM: a day pays no JVM, session or worker start-up (docs/serving.md). Listens on "
+        "HTTP without authentication: keep it on this host or a private network.",
+    )
+    server.add_argument("--host", default="127.0.0.1", help="address (default %(default)s)")
+    server.add_argument("--port", type=int, default=JOB_SERVER_PORT,
+                        help="port (default %(default)s; 0: any free one)")
+    server.add_argument("--master", default=settings.spark_master,
+                        help="Spark master (default %(default)s)")
+    server.add_argument("--ready-file", help="write the server's URL here once it listens")
+    server.set_defaults(handler=_job_server)
 
 
 def _common(parser: argparse.ArgumentParser, settings: Settings, what: str) -> None:
@@ -189,4 +239,9 @@ def _common(parser: argparse.ArgumentParser, settings: Settings, what: str) -> N
     add_day_arguments(parser, settings.data_root, what)
     parser.add_argument("--master", default=settings.spark_master,
                         help="Spark master (default %(default)s)")
+    parser.add_argument("--server", default=settings.job_server or None, metavar="URL",
+                        help="run the job in `checkout-age job-server` at URL (warm: no start-up "
+                        "per day); its own application when the server does not answer "
+                        "(default: setting job_server%s)"
+                        % (f", {settings.job_server}" if settings.job_server else ", none"))
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -13,6 +13,8 @@ import argparse
 from model.config import Settings
 from model.lifecycle.registry import PRODUCTION
 
+JOB_SERVER_PORT = 15050  # `checkout-age job-server`'s default port
+
 
 def add_day_arguments(parser: argparse.ArgumentParser, data_root: str, what: str) -> None:
     """`--date` and `--root`: the day a job or command works on, and where its data lives."""

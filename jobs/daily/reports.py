@@ -129,31 +129,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point for spark-submit."""
+def run_job(args: argparse.Namespace, session: Callable[[], SparkSession]) -> dict:
+    """Build the reports of the days of `args` (`parse_args`) in `session()`; the result.
+
+    The session is asked for only when a day can run (its lock taken), so a run with nothing
+    to do starts no JVM.
+
+    Raises:
+        UserError: a one-day run that cannot run.
+    """
     from jobs.contract import normalise_root
     from jobs.daily.day_range import day_range, run_days
     from jobs.daily.run_lock import day_lock
+
+    days = day_range(args.date, args.date_to)
+
+    def report_day(day: str) -> dict:
+        with day_lock(args.root, day, "reports"):  # one run of a day at a time
+            return run(
+                session(), root=normalise_root(args.root), run_date=day,
+                match_window_s=args.match_window_s, challenge_age=args.challenge_age,
+                min_support=args.min_support, top_n=args.top_n,
+            )
+
+    return run_days(days, report_day)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for spark-submit."""
+    from functools import cache
+
     from jobs.daily.spark import build_spark, emit_result
     from model.errors import UserError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        days = day_range(args.date, args.date_to)
-        spark = None
-
-        def report_day(day: str) -> dict:
-            nonlocal spark
-            with day_lock(args.root, day, "reports"):  # one run of a day at a time
-                spark = spark or build_spark("checkout-age-reports", args.master)
-                return run(
-                    spark, root=normalise_root(args.root), run_date=day,
-                    match_window_s=args.match_window_s, challenge_age=args.challenge_age,
-                    min_support=args.min_support, top_n=args.top_n,
-                )
-
-        summary = run_days(days, report_day)
+        summary = run_job(args, cache(lambda: build_spark("checkout-age-reports", args.master)))
     except UserError as exc:
         log.error("%s", exc)
         return 2

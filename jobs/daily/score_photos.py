@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator  # resolved at runtime by pandas_udf's type hints
+from collections.abc import Callable, Iterator  # Iterator: resolved at runtime by pandas_udf
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -504,64 +504,82 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point for spark-submit: resolve the model, build the session, run, print counts."""
-    from concurrent.futures import ThreadPoolExecutor
+def run_job(args: argparse.Namespace, session: Callable[[], SparkSession],
+            clock: PhaseClock | None = None) -> dict:
+    """Score the days of `args` (`parse_args`) in the session `session()` returns; the result.
 
+    `session` is called once the model is resolved, so a session still starting (spark-submit's
+    own application) overlaps the registry's work; the job server passes its live session.
+
+    Raises:
+        UserError: a one-day run that cannot run, or a model that cannot be served.
+    """
     from jobs.contract import normalise_root
     from jobs.daily.day_range import day_range, run_days
     from jobs.daily.run_lock import day_lock
-    from jobs.daily.spark import build_spark, emit_result
     from model.errors import UserError
     from model.evaluation.calibration import load_calibration
     from model.lifecycle.registry import ModelRegistry
     from model.serving.artifact import read_artifact
 
+    clock = clock or PhaseClock()
+    settings = args.settings
+    days = day_range(args.date, args.date_to)
+    # Resolved once, here on the driver: the whole run uses this version (its files are
+    # local after `resolve`); the workers load its model file once each and never see MLflow.
+    version = ModelRegistry(args.registry, cache_dir=settings.cache_dir / "models").resolve(
+        args.model)
+    try:
+        calibration = load_calibration(version.path)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if calibration is None:
+        log.warning("model %s has no calibration.json: age_low, age_high and "
+                    "p_under_legal_age will be NULL", version.version)
+    artifact = read_artifact(version.path) if version.path is not None else None
+    if artifact is None:
+        log.warning("model %s has no serving artifact: scoring through Keras and MTCNN "
+                    "(TensorFlow in every worker, several times slower)", version.version)
+    serving = serving_options_from(settings, artifact) if artifact is not None else None
+    spark = session()
+    clock.done("session")  # the Spark session, the model resolved beside it
+
+    def score_day(day: str) -> dict:
+        # The first day's phases include the session; each later day has its own clock.
+        day_clock = clock if day == days[0] else PhaseClock()
+        with day_lock(args.root, day, "score_photos"):  # one run of a day at a time
+            counts = run(
+                spark, root=normalise_root(args.root), run_date=day,
+                model_path=str(version.model_path), model_version=version.version,
+                image_size=version.image_size, batch_size=args.batch_size,
+                decode_limits=settings.decode_limits(), partitions=args.partitions,
+                calibration=calibration, face_options=face_options_from(settings),
+                model_run_id=version.run_id, serving=serving, clock=day_clock,
+            )
+            day_clock.log()
+        return counts
+
+    return run_days(days, score_day)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for spark-submit: resolve the model, build the session, run, print counts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jobs.daily.day_range import day_range
+    from jobs.daily.spark import build_spark, emit_result
+    from model.errors import UserError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     clock = PhaseClock()
     args = parse_args(argv)
-    settings = args.settings
     try:
-        days = day_range(args.date, args.date_to)
+        day_range(args.date, args.date_to)  # a bad range starts no JVM
         # The Spark session starts in the JVM while this thread imports MLflow and resolves the
         # model: both take seconds of one core each, and the machine has more than one.
         session = ThreadPoolExecutor(1, thread_name_prefix="spark-start").submit(
             build_spark, "checkout-age-score", args.master)
-        # Resolved once, here on the driver: the whole run uses this version (its files are
-        # local after `resolve`); the workers load its model file once each and never see MLflow.
-        version = ModelRegistry(args.registry, cache_dir=settings.cache_dir / "models").resolve(
-            args.model)
-        try:
-            calibration = load_calibration(version.path)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        if calibration is None:
-            log.warning("model %s has no calibration.json: age_low, age_high and "
-                        "p_under_legal_age will be NULL", version.version)
-        artifact = read_artifact(version.path) if version.path is not None else None
-        if artifact is None:
-            log.warning("model %s has no serving artifact: scoring through Keras and MTCNN "
-                        "(TensorFlow in every worker, several times slower)", version.version)
-        serving = serving_options_from(settings, artifact) if artifact is not None else None
-        spark = session.result()
-        clock.done("session")  # the Spark session, the model resolved beside it
-
-        def score_day(day: str) -> dict:
-            # The first day's phases include the session; each later day has its own clock.
-            day_clock = clock if day == days[0] else PhaseClock()
-            with day_lock(args.root, day, "score_photos"):  # one run of a day at a time
-                counts = run(
-                    spark, root=normalise_root(args.root), run_date=day,
-                    model_path=str(version.model_path), model_version=version.version,
-                    image_size=version.image_size, batch_size=args.batch_size,
-                    decode_limits=settings.decode_limits(), partitions=args.partitions,
-                    calibration=calibration, face_options=face_options_from(settings),
-                    model_run_id=version.run_id, serving=serving, clock=day_clock,
-                )
-                day_clock.log()
-            return counts
-
-        counts = run_days(days, score_day)
+        counts = run_job(args, session.result, clock)
     except UserError as exc:
         log.error("%s", exc)
         return 2

@@ -49,6 +49,7 @@ from model.lifecycle.tracking import tracked_run
 from model.serving.net import backbone_of, build_age_model, set_batchnorm_momentum
 from model.training.augment import camera_views
 from model.training.batches import FaceBatches, age_weights
+from model.training.heap import KeepHeap
 from model.training.profiles import TrainConfig, estimate_minutes
 
 __all__ = ["FitResult", "TrainConfig", "fit_age_model", "train_model"]
@@ -175,6 +176,7 @@ def _fit_two_phases(trained: keras.Model, frozen_part: keras.Model, train: FaceB
     history: list[dict] = []
     total = config.head_epochs + config.epochs
     rows = len(train) * train.batch_size
+    callbacks = (KeepHeap(), *callbacks)  # freed activations reused, not faulted in (heap.py)
     if config.head_epochs:
         frozen_part.trainable = False
         compile_for_training(trained, config.head_learning_rate, config)

@@ -357,3 +357,24 @@ def test_parsing_a_dag_imports_nothing_heavy_and_is_quick(dag_file):
     probe = json.loads(out.strip().splitlines()[-1])
     assert probe["heavy"] == []
     assert probe["seconds"] < 2.0, probe
+
+
+def test_a_job_server_takes_the_spark_tasks_through_the_cli(monkeypatch):
+    monkeypatch.setenv("CHECKOUT_AGE_JOB_SERVER", "http://spark-host:15050")
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert bag.import_errors == {}
+    cli = f"{JOBS_VENV}/bin/checkout-age"
+    daily, backfill = bag.dags["checkout_age_daily"], bag.dags["checkout_age_backfill"]
+    score = daily.get_task("score_photos").bash_command
+    assert score.startswith(f"{cli} score --date {{{{ params.date or ds")
+    assert "--model {{ ti.xcom_pull(task_ids='resolve_model') }}" in score
+    assert score.endswith(" --server http://spark-host:15050")
+    assert daily.get_task("build_reports").bash_command.startswith(f"{cli} reports --date ")
+    assert backfill.get_task("score_days").bash_command.startswith(
+        f"{cli} score --date {{{{ params.date_from }}}} --to {{{{ params.date_to }}}} --root ")
+    # The wiring stays the same; without the variable, spark-submit as before.
+    assert {t: set(daily.get_task(t).downstream_task_ids) for t in daily.task_ids} == (
+        EXPECTED_DOWNSTREAM["checkout_age_daily"])
+    monkeypatch.delenv("CHECKOUT_AGE_JOB_SERVER")
+    plain = DagBag(dag_folder=str(DAGS_FOLDER)).dags["checkout_age_daily"]
+    assert type(plain.get_task("score_photos")).__name__ == "SparkSubmitOperator"
