@@ -75,8 +75,8 @@ def main() -> int:
     started, load_before = time.time(), os.getloadavg()
     runs: dict[str, list[dict]] = {"keep_heap": [], "tensorflow_patch": []}
     with tempfile.TemporaryDirectory(prefix="bench-train-heap-") as tmp:
-        # The decoded-image cache is shared (the first run fills it; it is not what is timed:
-        # an untimed warm-up run fills it first).
+        # The decoded-image cache is this checkout's (var/cache): the first run fills what is
+        # missing there, which counts against the first way in the order (keep_heap).
         home = Path(tmp)
         (home / "cache").symlink_to(PROJECT / "var" / "cache")
         order = [True, False, False, True] * args.repeats
