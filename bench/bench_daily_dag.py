@@ -104,8 +104,11 @@ def main() -> int:
             seconds = time.perf_counter() - wall
             if done.returncode != 0 or "state=success" not in done.stdout + done.stderr:
                 raise RuntimeError(f"daily DAG {day} failed:\n{(done.stdout + done.stderr)[-3000:]}")
-            if mode == "job_server" and "own Spark application" in done.stdout + done.stderr:
-                raise RuntimeError(f"daily DAG {day}: the job server did not take a job")
+            output = done.stdout + done.stderr
+            if mode == "job_server" and (output.count("sent to the job server") < 2
+                                         or "own Spark application" in output):
+                raise RuntimeError(f"daily DAG {day}: the job server did not take both jobs:\n"
+                                   f"{output[-3000:]}")
             runs[mode].append({"day": day, "seconds": round(seconds, 1),
                                "load_avg_after": os.getloadavg()[0]})
         if any(empty.iterdir()):
