@@ -193,11 +193,14 @@ def serving_lines(serving: dict | None) -> list[str]:
              f"{serving['max_diff_allowed_years']}).",
              "", "| precision | MAE | minors estimated at the challenge age or over |", "| --- | ---: | ---: |"]
     for name in ("f32", "bf16"):
-        if name in serving:
+        if name in serving and serving[name].get("measured", True):
             row = serving[name]
             lines.append(f"| {name} | {_fmt(row['mae'], 3)} | "
                          f"{_share(row['minors_pred_ge_challenge'])} |")
-    if "bf16" in serving:
+    if "bf16" in serving and not serving["bf16"].get("measured", True):
+        lines.append("\nbf16 not measured: the CPU that published this version has no bf16 "
+                     "(OpenVINO runs f32 under a bf16 hint), so the artifact runs f32.")
+    elif "bf16" in serving:
         lines.append(f"\nbf16 is used only when its MAE is at most "
                      f"{serving['bf16_max_mae_increase']} years worse than fp32's, its "
                      "Challenge-25 rate is not worse and no face's estimate differs from "

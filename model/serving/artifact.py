@@ -4,10 +4,11 @@ The `.keras` file stays the source of truth (training, evaluation); the artifact
 it when a version is published and is what the score job's workers run, so they never import
 TensorFlow or Keras. Two runtimes are supported, both reading a file of their own:
 
-- OpenVINO IR (`age.xml` + `age.bin`, Apache-2.0, package `openvino`): the default. On these
-  CPUs (AVX-512 with VNNI and BF16) it ran MobileNetV2 160 px at about twice Keras's speed in
-  fp32 (bench/results/bench_serving.json); its CPU plugin would pick bf16 by itself where the
-  CPU has AVX512_BF16, so the precision is always set explicitly.
+- OpenVINO IR (`age.xml` + `age.bin`, Apache-2.0, package `openvino`): the default. It ran
+  MobileNetV2 160 px faster than Keras in fp32 (docs/serving.md); its CPU plugin would pick
+  bf16 by itself where the CPU has AVX512_BF16, so the precision is always set explicitly. On a
+  CPU without bf16 the plugin runs f32 under a bf16 hint: bf16 is then not measured (and never
+  chosen), since its figures would be fp32's and a bf16 CPU would later run it unverified.
 - ONNX (`age.onnx`, ONNX Runtime, MIT): the alternative measured beside it.
 
 `export_artifact` needs Keras (publish time); `load_runtime` needs only numpy and the runtime.
@@ -159,7 +160,8 @@ def read_artifact(version_dir: Path | str | None) -> dict | None:
     """A version's artifact: its manifest plus `path` (the file to load); None without one.
 
     A manifest whose file is missing counts as no artifact (the version scores through
-    Keras), so an incomplete copy of a version never breaks scoring.
+    Keras), so an incomplete copy of a version never breaks scoring. `precision` is the one
+    to run (`runnable_precision`).
     """
     if version_dir is None:
         return None
@@ -172,7 +174,31 @@ def read_artifact(version_dir: Path | str | None) -> dict | None:
     path = Path(version_dir) / facts.get("file", "")
     if not facts.get("file") or not path.is_file():
         return None
-    return {**facts, "path": path}
+    precision = runnable_precision(facts)
+    if precision != facts.get("precision", "f32"):
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s: bf16 was chosen without being measured on a bf16 CPU; running f32", manifest)
+    return {**facts, "precision": precision, "path": path}
+
+
+def bf16_capable() -> bool:
+    """Whether OpenVINO's CPU plugin really runs bf16 here (not f32 under a bf16 hint)."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def runnable_precision(manifest: dict) -> str:
+    """The precision a worker runs for `manifest`: bf16 only where bf16 was really measured.
+
+    Manifests made on a CPU without bf16 before `bf16.measured` existed could choose bf16 on
+    f32's own figures; such a version runs f32, the precision that was verified.
+    """
+    if manifest.get("precision") == "bf16" and not manifest.get("bf16", {}).get("measured"):
+        return "f32"
+    return manifest.get("precision", "f32")
 
 
 def _quality(ages: np.ndarray, truth: np.ndarray, legal_age: int, challenge_age: int) -> dict:
@@ -186,7 +212,8 @@ def build_artifact(model, out_dir: Path | str, images: np.ndarray,  # noqa: ANN0
                    truth: np.ndarray, keras_ages: np.ndarray, *, max_diff_years: float = 0.05,
                    bf16_max_mae_increase: float = 0.05, bf16_max_diff_years: float = 1.0,
                    legal_age: int = 18,
-                   challenge_age: int = 25, runtime: str = OPENVINO) -> dict:
+                   challenge_age: int = 25, runtime: str = OPENVINO,
+                   bf16_cpu: bool | None = None) -> dict:
     """Export `model`, verify it on the validation split, choose its precision; the manifest.
 
     Args:
@@ -203,6 +230,8 @@ def build_artifact(model, out_dir: Path | str, images: np.ndarray,  # noqa: ANN0
             older) is not worse at all, and ...
         bf16_max_diff_years: ... no face's estimate moves further than this from Keras's: a
             flag must not depend on the precision a worker happened to run.
+        bf16_cpu: whether this CPU runs bf16 (None: ask OpenVINO, `bf16_capable`). Without
+            it bf16 is recorded as not measured and the artifact runs f32.
 
     Returns:
         The manifest (also written as `serving.json` when verified): runtime, file,
@@ -223,9 +252,12 @@ def build_artifact(model, out_dir: Path | str, images: np.ndarray,  # noqa: ANN0
         "max_diff_allowed_years": max_diff_years, "verified": diff < max_diff_years,
         "f32": _quality(f32, truth, legal_age, challenge_age), "precision": "f32",
     }
-    if runtime == OPENVINO:
+    if runtime == OPENVINO and not (bf16_capable() if bf16_cpu is None else bf16_cpu):
+        manifest["bf16"] = {"measured": False,
+                            "why": "this CPU has no bf16: OpenVINO would run f32 under the hint"}
+    elif runtime == OPENVINO:
         bf16 = load_runtime(path, precision="bf16").predict(images)
-        manifest["bf16"] = {**_quality(bf16, truth, legal_age, challenge_age),
+        manifest["bf16"] = {**_quality(bf16, truth, legal_age, challenge_age), "measured": True,
                             "max_abs_diff_vs_keras_years": float(np.abs(bf16 - keras_ages).max())}
         f32_q, bf16_q = manifest["f32"], manifest["bf16"]
         c25_ok = (bf16_q["minors_pred_ge_challenge"] or 0.0) <= (

@@ -55,13 +55,51 @@ def test_fp32_artifact_matches_keras_and_is_recorded(published):
     assert set(artifact_files(out)) == {MANIFEST, "age.xml", "age.bin"}
     found = read_artifact(out)
     assert found["path"] == out / "age.xml"
-    # bf16 is measured either way; chosen only within the MAE tolerance, no worse on C25 and
-    # within a year of Keras on every face.
+    # bf16 is measured where the CPU runs it; chosen only within the MAE tolerance, no worse
+    # on C25 and within a year of Keras on every face. Elsewhere: not measured, f32.
     bf16, f32 = manifest["bf16"], manifest["f32"]
     chosen = manifest["precision"] == "bf16"
+    if not bf16["measured"]:
+        assert not chosen
+        return
     assert chosen == (bf16["mae"] - f32["mae"] <= 0.05
                       and bf16["minors_pred_ge_challenge"] <= f32["minors_pred_ge_challenge"]
                       and bf16["max_abs_diff_vs_keras_years"] <= 1.0)
+
+
+def test_bf16_is_measured_only_on_a_cpu_that_runs_it(faces, published, tmp_path):
+    """OpenVINO runs f32 under a bf16 hint where the CPU has no bf16: figures measured so are
+    fp32's, and a bf16 CPU would later run the version unverified. Such a manifest, and an
+    older one that chose bf16 on them, run f32."""
+    import keras
+    import openvino as ov
+
+    from model.serving.artifact import bf16_capable
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if flags:  # the capability OpenVINO reports is the CPU's own
+        assert bf16_capable() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    assert bf16_capable() == ("BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    out, _, keras_ages = published
+    images, ages = faces
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    manifest = build_artifact(model, tmp_path, images, ages, keras_ages, legal_age=0,
+                              bf16_max_mae_increase=100.0, bf16_max_diff_years=float("inf"),
+                              bf16_cpu=False)
+    assert manifest["precision"] == "f32"  # every rule would have let bf16 through
+    assert manifest["bf16"]["measured"] is False and "mae" not in manifest["bf16"]
+    from model.lifecycle.card import serving_lines
+
+    card = "\n".join(serving_lines(manifest))
+    assert "bf16 not measured" in card and "| bf16 |" not in card
+    # A manifest of before: bf16 chosen on figures that were fp32's (no `measured`).
+    legacy = {**manifest, "precision": "bf16", "bf16": {**manifest["f32"],
+                                                        "max_abs_diff_vs_keras_years": 0.0}}
+    (tmp_path / MANIFEST).write_text(json.dumps(legacy))
+    assert read_artifact(tmp_path)["precision"] == "f32"
+    legacy["bf16"]["measured"] = True  # measured on a bf16 CPU: its choice stands
+    (tmp_path / MANIFEST).write_text(json.dumps(legacy))
+    assert read_artifact(tmp_path)["precision"] == "bf16"
 
 
 def test_workers_runtime_leaves_the_os_to_place_its_thread(published, monkeypatch):
@@ -111,8 +149,10 @@ def test_bf16_that_moves_any_face_is_not_used(faces, published, tmp_path):
     chosen = {}
     for limit in (float("inf"), 0.01):
         folder = tmp_path / str(limit)
+        # bf16_cpu: the rules are what is tested; on a CPU without bf16 its figures are f32's
         manifest = build_artifact(model, folder, images, ages, shifted, legal_age=0,
-                                  bf16_max_mae_increase=100.0, bf16_max_diff_years=limit)
+                                  bf16_max_mae_increase=100.0, bf16_max_diff_years=limit,
+                                  bf16_cpu=True)
         assert manifest["verified"] is True
         assert manifest["bf16"]["max_abs_diff_vs_keras_years"] >= 0.01
         assert json.loads((folder / MANIFEST).read_text())["bf16_max_diff_years"] == limit
