@@ -72,14 +72,12 @@ def test_bf16_is_measured_only_on_a_cpu_that_runs_it(faces, published, tmp_path)
     fp32's, and a bf16 CPU would later run the version unverified. Such a manifest, and an
     older one that chose bf16 on them, run f32."""
     import keras
-    import openvino as ov
 
     from model.serving.artifact import bf16_capable
 
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     if flags:  # the capability OpenVINO reports is the CPU's own
         assert bf16_capable() == ("avx512_bf16" in flags or "amx_bf16" in flags)
-    assert bf16_capable() == ("BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     out, _, keras_ages = published
     images, ages = faces
     model = keras.saving.load_model(out / "model.keras", compile=False)
