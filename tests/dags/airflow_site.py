@@ -142,6 +142,10 @@ class Airflow:
         self.port = int(env["AIRFLOW__API__PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: dict[str, subprocess.Popen] = {}
+        # Parts restarted when they exit, as systemd's Restart=always or a pod's restart policy
+        # does in production (docs/running-at-scale.md); each restart is recorded.
+        self.supervised: set[str] = set()
+        self.restarts: list[tuple[str, int]] = []
         self.session = requests.Session()
 
     def run(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
@@ -172,12 +176,29 @@ class Airflow:
             stderr=subprocess.STDOUT, start_new_session=True)
         return self.processes[name]
 
+    def supervise(self, *names: str) -> None:
+        """Restart parts `names` whenever they exit (checked at each poll of `wait`)."""
+        self.supervised.update(names)
+
+    def _restart_exited(self) -> None:
+        for name in sorted(self.supervised):
+            code = self.processes[name].poll()
+            if code is not None:
+                self.restarts.append((name, code))
+                with open(self.home / f"{name}.log", "a") as log:
+                    log.write(f"--- supervisor: {name} exited with {code}; restarted\n")
+                self.launch(name)
+
     def family(self, name: str) -> list[psutil.Process]:
         """Part `name`'s process and all its descendants (tasks, Spark drivers)."""
         return _family(self.processes[name].pid)
 
     def kill(self, name: str) -> list[psutil.Process]:
-        """`kill -9` part `name` and every process below it, as a lost machine; returns them."""
+        """`kill -9` part `name` and every process below it, as a lost machine; returns them.
+
+        A lost machine is not restarted: the part leaves supervision.
+        """
+        self.supervised.discard(name)
         members = self.family(name)
         _signal_all(members, signal.SIGKILL)
         psutil.wait_procs(members, timeout=30)
@@ -196,10 +217,14 @@ class Airflow:
     def wait(self, check: Callable[[], bool], seconds: float, what: str) -> None:
         """Poll `check` every 2 s; fail the test after `seconds` with every part's log tail.
 
-        The tails are what tells a stuck scheduler from a slow task when this fails in CI.
+        Each poll first restarts the supervised parts that exited. The tails are what tells a
+        stuck scheduler from a slow task when this fails in CI.
         """
         deadline = time.monotonic() + seconds
-        while not check():
+        while True:
+            self._restart_exited()
+            if check():
+                return
             if time.monotonic() > deadline:
                 pytest.fail(f"timed out after {seconds} s waiting for {what}\n{self.logs()}")
             time.sleep(2)
@@ -248,7 +273,11 @@ class Airflow:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in self.home.glob("*.log"))
 
     def stop_part(self, name: str) -> None:
-        """SIGTERM to part `name` and its own children, SIGKILL to what is left after 60 s."""
+        """SIGTERM to part `name` and its own children, SIGKILL to what is left after 60 s.
+
+        The part leaves supervision (`supervise` it again after `launch`).
+        """
+        self.supervised.discard(name)
         members = self.family(name)
         _signal_all(members, signal.SIGTERM)
         _, alive = psutil.wait_procs(members, timeout=60)
@@ -257,6 +286,7 @@ class Airflow:
 
     def stop(self) -> None:
         """Stop every part (SIGTERM together, then SIGKILL after 60 s), by PID."""
+        self.supervised.clear()
         members = [m for name in self.processes for m in self.family(name)]
         _signal_all(members, signal.SIGTERM)
         _, alive = psutil.wait_procs(members, timeout=60)
