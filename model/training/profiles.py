@@ -21,6 +21,10 @@ _PROFILE_ONLY = ("cpu_images_per_s",)  # profile facts that are not knobs of a r
 _VALID_COST = 0.35  # a validation image (forward only) against a training image
 _EXTRACT_COST = 0.6  # frozen-layer activations of one image, against a tail training image
 _EVAL_COST = 1.2  # one full-model, flip-TTA test/valid image, against a tail training image
+# A camera view cut around the serving detector's box (`camera_detect`): the frame drawn, JPEG
+# round trip, YuNet at 480 px. 560 s of activations against 200 without, for 16,922 views, on
+# this host (bench/results/train_cpu_block5_distilled_served.json).
+_CAMERA_DETECT_COST = 1.4
 
 
 @dataclass(frozen=True)
@@ -114,5 +118,7 @@ def estimate_minutes(config: TrainConfig, rows: dict[str, int]) -> float:
     pixels_cost = 3 if config.feature_cache else 1  # full model on pixels: ~3x a tail step
     if config.feature_cache:
         work += _EXTRACT_COST * (2 * train + valid)
+        if config.camera_detect:  # the mirrored copies carry the camera views, twice the share
+            work += _CAMERA_DETECT_COST * min(1.0, 2 * config.camera_share) * train
     work += _EVAL_COST * pixels_cost * (valid + test + len(config.teachers) * train)
     return work / rate / 60
