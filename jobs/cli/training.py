@@ -66,6 +66,8 @@ def _train_command(faces: Path, config, args: argparse.Namespace) -> str:
         if name == "teachers":
             for teacher in value:
                 words += ["--teacher", teacher]
+        elif isinstance(value, bool):  # an on/off flag: --camera-detect, --no-camera-detect
+            words.append(("--" if value else "--no-") + name.replace("_", "-"))
         elif value is not None and not (name == "distill_weight" and not config.teachers):
             words += ["--" + name.replace("_", "-"), str(value)]
     for name in ("no_register", "promote"):
@@ -295,9 +297,10 @@ def _add_train(subparsers: argparse._SubParsersAction, settings) -> None:
     train.add_argument("--camera-share", type=float, metavar="P",
                        help="chance a training face is seen as a checkout camera delivers it "
                             "(small, blurred, re-exposed, JPEG) in an epoch")
-    train.add_argument("--camera-detect", action="store_const", const=True, default=None,
+    train.add_argument("--camera-detect", action=argparse.BooleanOptionalAction, default=None,
                        help="with --camera-share: cut each camera view around the face the "
-                            "serving detector finds in it, as the score job cuts a frame's face")
+                            "serving detector finds in it, as the score job cuts a frame's face "
+                            "(--no-camera-detect: the view brought back whole)")
     train.add_argument("--age-balance", type=float, metavar="E",
                        help="weigh each face's loss by its 5-year band's share ** -E (0: "
                             "alike; 0.5 lifts the sparse 65+ and teen bands)")

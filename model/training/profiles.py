@@ -22,8 +22,8 @@ _VALID_COST = 0.35  # a validation image (forward only) against a training image
 _EXTRACT_COST = 0.6  # frozen-layer activations of one image, against a tail training image
 _EVAL_COST = 1.2  # one full-model, flip-TTA test/valid image, against a tail training image
 # A camera view cut around the serving detector's box (`camera_detect`): the frame drawn, JPEG
-# round trip, YuNet at 480 px. 560 s of activations against 200 without, for 16,922 views, on
-# this host (bench/results/train_cpu_block5_distilled_served.json).
+# round trip, YuNet at 480 px. The served-views runs' activations took 560-565 s for 16,922
+# views, about 270 s of it the activations alone (bench/results/train_cpu_served_e10.json).
 _CAMERA_DETECT_COST = 1.4
 
 
@@ -100,7 +100,9 @@ def train_config(settings: Settings, profile: str | None = None, **flags: object
     if not 0.0 <= weight <= 1.0:
         raise UserError(f"distillation weight must be within 0..1, not {weight}")
     if values.get("camera_detect") and not values.get("camera_share"):
-        raise UserError("--camera-detect cuts camera views: it needs --camera-share above 0")
+        if flags.get("camera_detect"):
+            raise UserError("--camera-detect cuts camera views: it needs --camera-share above 0")
+        values["camera_detect"] = False  # the profile's cut, and no camera views to cut
     return TrainConfig(profile=name, **values)
 
 

@@ -23,8 +23,10 @@ def _documented_profiles() -> dict[str, dict]:
         if not match or match.group(1) not in PROFILE_NAMES:
             continue
         cells = [cell.strip() for cell in match.group(2).split("|")]
-        trains, size, head_epochs, epochs, batch, rate, patience, faces = cells
+        trains, size, head_epochs, epochs, batch, rate, patience, faces, camera = cells
         rows[match.group(1)] = {
+            "camera_share": 0.5 if camera.startswith("half") else 0.0,
+            "camera_detect": camera.endswith("served"),
             "feature_cache": trains.startswith("feature cache"),
             "frozen_until": re.search(r"`(\w+)`", trains).group(1) if "`" in trains else None,
             "size": int(size), "head_epochs": int(head_epochs), "epochs": int(epochs),
@@ -69,11 +71,15 @@ def test_unknown_profile_or_option_is_a_user_error() -> None:
 def test_the_cpu_profile_fits_an_hour_and_full_fine_tuning_does_not() -> None:
     cpu = estimate_minutes(train_config(Settings(), "cpu"), WHOLE_SET)
     gpu = estimate_minutes(train_config(Settings(), "gpu"), WHOLE_SET)
-    assert 5 < cpu < 45, cpu  # a quiet 2-core machine; the goal is 60 minutes
+    assert 5 < cpu < 57, cpu  # a quiet 2-core machine (ran 51.9 min); the goal is 60 minutes
     assert gpu > 3 * cpu and gpu > Settings.train_max_minutes, gpu
     half = {name: n // 2 for name, n in WHOLE_SET.items()}
     assert estimate_minutes(train_config(Settings(), "cpu"), half) < cpu
     assert estimate_minutes(train_config(Settings(), "cpu", size=96), WHOLE_SET) < cpu
+    # Cutting the camera views around YuNet's box costs time; the views alone do not.
+    whole = estimate_minutes(train_config(Settings(), "cpu", camera_detect=False), WHOLE_SET)
+    assert whole < cpu
+    assert estimate_minutes(train_config(Settings(), "cpu", camera_share=0.0), WHOLE_SET) == whole
 
 
 def test_a_run_that_cannot_finish_in_time_is_refused_before_it_starts() -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from jobs.cli.main import build_parser
 from jobs.cli.main import main as cli_main
+from jobs.cli.training import _CONFIG_FLAGS, train_config_from_args
 from model.config import Settings
 from model.data.dataset import validate_dataset
 from model.data.split import assign_splits
@@ -20,6 +23,15 @@ from model.training.profiles import train_config
 from model.training.train import _precision_policy
 
 pytestmark = pytest.mark.slow
+
+
+def assert_command_repeats_the_run(config: dict) -> None:
+    """The recorded command, parsed by the CLI itself, gives the run's every knob again."""
+    args = build_parser().parse_args(shlex.split(config["command"])[1:])
+    again = train_config_from_args(args, Settings())
+    for name in _CONFIG_FLAGS:
+        value = getattr(again, name)
+        assert (list(value) if isinstance(value, tuple) else value) == config[name], name
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +154,7 @@ def test_cli_train_head_only_without_registry(
                  "--backbone mobilenet_v2", "--no-register", "--profile cpu",
                  "--batch-size 32"):
         assert flag in command
+    assert_command_repeats_the_run(config)
     assert printed["metrics"]["test"]["n"] == config["rows"]["test"]
     test = json.loads((out / "metrics.json").read_text())["test"]
     assert (test["legal_age"], test["challenge_age"]) == (21, 27)
@@ -208,7 +221,8 @@ def test_cli_train_cuts_camera_views_around_the_serving_detector(
     assert status == 0
     config = json.loads((out / "config.json").read_text())
     assert config["camera_detect"] is True and config["camera_share"] == 0.5
-    assert "--camera-share 0.5 --camera-detect" in config["command"]
+    assert "--camera-share 0.5 --camera-detect " in config["command"] + " "
+    assert_command_repeats_the_run(config)
     [line] = [r.getMessage() for r in caplog.records if "serving detector's box" in r.getMessage()]
     seen = int(line.split("box: ")[1].split(",")[0])
     # Each training face's mirrored copy is a camera view with chance 2 x 0.5.
@@ -217,7 +231,10 @@ def test_cli_train_cuts_camera_views_around_the_serving_detector(
 
 def test_camera_detect_needs_camera_views() -> None:
     with pytest.raises(UserError, match="needs --camera-share"):
-        train_config(Settings(), "cpu", camera_detect=True)
+        train_config(Settings(), "cpu", camera_share=0.0, camera_detect=True)
+    # The cpu profile cuts its camera views; with none asked for, there is nothing to cut.
+    assert train_config(Settings(), "cpu").camera_detect is True
+    assert train_config(Settings(), "cpu", camera_share=0.0).camera_detect is False
 
 
 def test_distilling_needs_the_registry(
