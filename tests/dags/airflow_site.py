@@ -167,10 +167,14 @@ class Airflow:
         token.raise_for_status()
         self.session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
 
+    def log_path(self, name: str) -> Path:
+        """Part `name`'s log (stdout and stderr of every start of it, appended)."""
+        return self.home / f"{name}.log"
+
     def launch(self, name: str) -> subprocess.Popen:
-        """Start part `name` (its log, appended: home/NAME.log)."""
+        """Start part `name` (its log, appended: `log_path`)."""
         args, extra = self.parts[name]
-        log = open(self.home / f"{name}.log", "a")
+        log = open(self.log_path(name), "a")
         self.processes[name] = subprocess.Popen(
             airflow_command(*args), cwd=PROJECT, env={**self.env, **extra}, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
@@ -185,7 +189,7 @@ class Airflow:
             code = self.processes[name].poll()
             if code is not None:
                 self.restarts.append((name, code))
-                with open(self.home / f"{name}.log", "a") as log:
+                with open(self.log_path(name), "a") as log:
                     log.write(f"--- supervisor: {name} exited with {code}; restarted\n")
                 self.launch(name)
 

@@ -369,7 +369,7 @@ def test_faults_worker_killed_postgres_and_scheduler_restarted_nothing_lost(shap
     assert airflow.restarts[restarts:] == [], airflow.logs()  # nothing else fell with the worker
 
     _step("restart PostgreSQL between score_photos and build_reports")
-    logged = {name: (airflow.home / f"{name}.log").stat().st_size for name in airflow.processes}
+    logged = {name: airflow.log_path(name).stat().st_size for name in airflow.processes}
     shape.postgres.restart()
 
     _step("restart the scheduler while build_reports runs")
@@ -378,7 +378,7 @@ def test_faults_worker_killed_postgres_and_scheduler_restarted_nothing_lost(shap
     # A part whose query met the outage may exit (Airflow's scheduler does: it leaves
     # reconnecting to its supervisor); then only with the database's error, and it was restarted.
     for name, _ in airflow.restarts[restarts:]:
-        with open(airflow.home / f"{name}.log") as log:
+        with open(airflow.log_path(name)) as log:
             log.seek(logged[name])
             assert "OperationalError" in log.read(), f"{name} exited: {airflow.logs()}"
         _step(f"{name} exited on the PostgreSQL restart; its supervisor restarted it")
